@@ -1,0 +1,56 @@
+"""The Core API: accounts, machines, check-ups and auth on PostgreSQL (SPEC §2 to §6)."""
+
+from __future__ import annotations
+
+from apiflask import APIFlask
+from sqlalchemy import Engine, text
+
+from healthapp.config import Base
+from healthapp.extensions import cors, db, limiter
+from healthapp.webapp import new_api, register_health
+
+
+def create_app(settings: Base | None = None, *, engine: Engine | None = None) -> APIFlask:
+    """Build the Core API from ``settings`` (default: from the environment)."""
+    app = new_api(__name__, title="MyHealthApp Core API", settings=settings)
+    register_extensions(app, engine=engine)
+    register_blueprints(app)
+    register_health(app, {"postgresql": _check_postgresql})
+    return app
+
+
+def register_extensions(app: APIFlask, *, engine: Engine | None = None) -> None:
+    """Bind the database, the rate limiter and CORS to ``app``."""
+    if not app.config.get("DATABASE_URL") and engine is None:
+        raise RuntimeError("DATABASE_URL is not set; `healthapp run` starts an embedded server")
+    db.init_app(app, engine=engine)
+    redis_url = app.config.get("REDIS_URL")
+    app.config["RATELIMIT_STORAGE_URI"] = _limiter_storage(redis_url) if redis_url else "memory://"
+    app.config["RATELIMIT_STRATEGY"] = "moving-window"
+    app.config["RATELIMIT_KEY_PREFIX"] = "healthapp-rl"
+    app.config["RATELIMIT_SWALLOW_ERRORS"] = True
+    limiter.init_app(app)
+    if app.config["CORS_ORIGINS"]:
+        cors.init_app(app, origins=app.config["CORS_ORIGINS"])
+
+
+def _limiter_storage(redis_url: str) -> str:
+    # limits names a Redis unix socket "redis+unix://"; redis-py names it "unix://".
+    if redis_url.startswith("unix://"):
+        return "redis+unix://" + redis_url[len("unix://") :]
+    return redis_url
+
+
+def register_blueprints(app: APIFlask) -> None:
+    """Mount every domain's views."""
+    from healthapp.accounts.views import bp as accounts_bp
+    from healthapp.auth.views import bp as auth_bp
+    from healthapp.machines.views import bp as machines_bp
+
+    for blueprint in (auth_bp, accounts_bp, machines_bp):
+        app.register_blueprint(blueprint)
+
+
+def _check_postgresql() -> None:
+    with db.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

@@ -1,0 +1,21 @@
+"""Request and response models of the token endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import StringConstraints
+
+from healthapp.schemas_common import RequestModel, ResponseModel
+
+
+class TokenCreate(RequestModel):
+    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class TokenRead(ResponseModel):
+    access_token: str
+    refresh_token: str | None = None
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 (a scheme name)
+    expires_in: int

@@ -1,0 +1,1 @@
+"""Check-ups taken by the instruments and bulk-uploaded by the mobile client."""

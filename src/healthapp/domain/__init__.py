@@ -1,0 +1,1 @@
+"""The pure domain: no Flask, no database, no Redis."""

@@ -1,0 +1,11 @@
+"""Every table, imported once so the metadata is complete (for Alembic and tests)."""
+
+from healthapp.accounts.models import Disease, Profile, User
+from healthapp.checkups.models import Checkup
+from healthapp.machines.models import Machine
+from healthapp.orm import Base
+from healthapp.outbox.models import ReportOutbox
+
+metadata = Base.metadata
+
+__all__ = ["Checkup", "Disease", "Machine", "Profile", "ReportOutbox", "User", "metadata"]

@@ -1,0 +1,145 @@
+"""RFC 9457 problem documents: the one shape every error of both APIs takes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+import redis.exceptions
+import sqlalchemy.exc
+from apiflask import APIFlask
+from apiflask.exceptions import HTTPError
+from flask import Response
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+TITLES = {
+    400: "Malformed request",
+    401: "Authentication required",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "Validation failed",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+class Problem(Exception):
+    """An error answered with a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        errors: Sequence[dict[str, Any]] | None = None,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = list(errors or [])
+        self.title = title or TITLES.get(status, "Error")
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The problem document's members."""
+        body: dict[str, Any] = {
+            "type": f"https://myhealthapp.example/problems/{self.status}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.errors:
+            body["errors"] = self.errors
+        body.update(self.extra)
+        return body
+
+
+def problem_response(problem: Problem) -> Response:
+    """Serialise ``problem`` as an ``application/problem+json`` response."""
+    response = Response(
+        orjson.dumps(problem.to_dict()), status=problem.status, mimetype=PROBLEM_MEDIA_TYPE
+    )
+    for name, value in problem.headers.items():
+        response.headers[name] = value
+    return response
+
+
+def not_found(what: str = "resource") -> Problem:
+    """The 404 given for a missing resource and for one the caller may not see."""
+    return Problem(404, f"The {what} does not exist.")
+
+
+def pydantic_errors(
+    error: ValidationError, *, prefix: Iterable[str | int] = ()
+) -> list[dict[str, Any]]:
+    """Pydantic's errors as ``{"loc", "msg"}`` entries; input values are never echoed."""
+    return [
+        {"loc": [*prefix, *item["loc"]], "msg": item["msg"], "type": item["type"]}
+        for item in error.errors(include_url=False, include_input=False, include_context=False)
+    ]
+
+
+def validation_problem(error: ValidationError, *, prefix: Iterable[str | int] = ()) -> Problem:
+    """A 400 for JSON that does not parse, else a 422 listing every invalid field."""
+    errors = pydantic_errors(error, prefix=prefix)
+    if any(item["type"] == "json_invalid" for item in errors):
+        return Problem(400, "The request body is not valid JSON.", errors=errors)
+    return Problem(422, "The request body failed validation.", errors=errors)
+
+
+def register_errorhandlers(app: APIFlask) -> None:
+    """Answer every error, ours and Werkzeug's, with a problem document."""
+
+    @app.errorhandler(Problem)
+    def handle_problem(problem: Problem) -> Response:
+        return problem_response(problem)
+
+    @app.error_processor
+    def handle_apiflask_error(error: HTTPError) -> Response:
+        return problem_response(
+            Problem(
+                error.status_code,
+                str(error.message),
+                headers={k: str(v) for k, v in dict(error.headers or {}).items()},
+            )
+        )
+
+    @app.errorhandler(HTTPException)
+    def handle_http_exception(error: HTTPException) -> Response:
+        status = error.code or 500
+        headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+        detail = error.description or TITLES.get(status, "Error")
+        return problem_response(Problem(status, detail, headers=headers))
+
+    @app.errorhandler(sqlalchemy.exc.OperationalError)
+    @app.errorhandler(sqlalchemy.exc.InterfaceError)
+    @app.errorhandler(sqlalchemy.exc.TimeoutError)
+    @app.errorhandler(redis.exceptions.ConnectionError)
+    @app.errorhandler(redis.exceptions.TimeoutError)
+    def handle_store_unreachable(error: Exception) -> Response:
+        app.logger.warning("backing store unreachable: %s", type(error).__name__)
+        return problem_response(
+            Problem(
+                503,
+                "A backing store is unreachable; retry shortly.",
+                headers={"Retry-After": "5"},
+            )
+        )
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(error: Exception) -> Response:
+        app.logger.exception("unhandled error", exc_info=error)
+        return problem_response(Problem(500, "The server could not complete the request."))

@@ -1,0 +1,94 @@
+"""What both APIs share: the APIFlask app, JSON, problem documents, JWT, health probes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from apiflask import APIFlask
+from flask import Response, current_app
+
+from healthapp.auth.access import unauthorized
+from healthapp.config import Base, load_settings
+from healthapp.extensions import jwt
+from healthapp.json_provider import OrjsonProvider
+from healthapp.problems import Problem, problem_response, register_errorhandlers
+
+#: A readiness check: raises when its store is unreachable.
+ReadinessCheck = Callable[[], None]
+
+
+def new_api(import_name: str, *, title: str, settings: Base | None = None) -> APIFlask:
+    """An APIFlask app with the conventions of SPEC §3 and the JWT checks of §4."""
+    settings = settings or load_settings()
+    app = APIFlask(
+        import_name,
+        title=title,
+        version="1.0.0",
+        docs_path="/docs",
+        spec_path="/openapi.json",
+        docs_ui="swagger-ui",
+    )
+    app.json_provider_class = OrjsonProvider
+    app.json = OrjsonProvider(app)
+    app.config.from_mapping(settings.as_flask_config())
+    app.config.update(
+        JWT_TOKEN_LOCATION=["headers"],
+        JWT_ALGORITHM="HS256",
+        JWT_DECODE_ALGORITHMS=["HS256"],
+        JSON_SORT_KEYS=False,
+        SECURITY_SCHEMES={
+            "BearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+        },
+        VALIDATION_ERROR_STATUS_CODE=422,
+        SPEC_FORMAT="json",
+    )
+    register_errorhandlers(app)
+    jwt.init_app(app)
+    _register_jwt_problems()
+    return app
+
+
+def _register_jwt_problems() -> None:
+    """Every token failure is the same 401 problem; its cause is not disclosed."""
+
+    def reject(*_args: object) -> Response:
+        return problem_response(unauthorized())
+
+    jwt.unauthorized_loader(reject)
+    jwt.invalid_token_loader(reject)
+    jwt.expired_token_loader(reject)
+    jwt.revoked_token_loader(reject)
+    jwt.needs_fresh_token_loader(reject)
+    jwt.user_lookup_error_loader(reject)
+
+
+def register_health(app: APIFlask, checks: Mapping[str, ReadinessCheck]) -> None:
+    """``/healthz`` (the process answers) and ``/readyz`` (each store answers), no auth."""
+
+    @app.get("/healthz")
+    @app.doc(tags=["Health"])
+    def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    @app.doc(tags=["Health"], responses=[503])
+    def readyz() -> dict[str, object]:
+        """Every store this process needs answers."""
+        failed = []
+        for name, check in checks.items():
+            try:
+                check()
+            except Exception:
+                current_app.logger.warning("readiness check failed: %s", name)
+                failed.append(name)
+        if failed:
+            raise Problem(
+                503,
+                "A backing store is unreachable: " + ", ".join(failed) + ".",
+                headers={"Retry-After": "5"},
+            )
+        return {"status": "ready", "checks": dict.fromkeys(checks, "ok")}
+
+    healthz.allowed_roles = None  # type: ignore[attr-defined]
+    readyz.allowed_roles = None  # type: ignore[attr-defined]

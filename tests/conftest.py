@@ -1,0 +1,152 @@
+"""Fixtures on real servers: PostgreSQL and Redis, each test isolated.
+
+With ``DATABASE_URL`` set, the suite creates a throwaway database on that server (and drops
+it at the end); without it, it starts an embedded PostgreSQL in a temporary folder. Likewise
+``REDIS_URL`` (the suite uses logical database 15 of it and flushes it) or an embedded Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+os.environ["HEALTHAPP_ENV"] = "testing"
+
+from healthapp.app import create_app
+from healthapp.config import Testing
+from healthapp.extensions import make_engine, sqlalchemy_url
+from healthapp.migrate import upgrade
+from healthapp.models import metadata
+from tests.factories import ApiClient
+
+REDIS_TEST_DB = 15
+
+
+def _admin_conninfo(url: str) -> str:
+    parsed = make_url(sqlalchemy_url(url)).set(drivername="postgresql", database="postgres")
+    return parsed.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a PostgreSQL server for the suite: ``DATABASE_URL``'s or an embedded one."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    from healthapp.embedded import start_postgres
+
+    server = start_postgres(tmp_path_factory.mktemp("embedded"), database="postgres")
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh database, migrated to head, dropped at the end of the session."""
+    name = f"healthapp_test_{uuid.uuid4().hex[:10]}"
+    admin = _admin_conninfo(postgres_server_url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(sqlalchemy_url(postgres_server_url)).set(database=name)
+    rendered = url.render_as_string(hide_password=False)
+    upgrade(rendered)
+    yield rendered
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url, pool_size=5)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis for the suite: logical database 15 of ``REDIS_URL``, or an embedded server."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        client = redis.Redis.from_url(url)
+        kwargs = client.connection_pool.connection_kwargs
+        client.close()
+        if "path" in kwargs:
+            yield f"unix://{kwargs['path']}?db={REDIS_TEST_DB}"
+        else:
+            host, port = kwargs.get("host", "127.0.0.1"), kwargs.get("port", 6379)
+            yield f"redis://{host}:{port}/{REDIS_TEST_DB}"
+        return
+    from healthapp.embedded import start_redis
+
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client of the test Redis, emptied before and after the test."""
+    client: redis.Redis = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, redis_url: str) -> Testing:
+    settings = Testing()
+    settings.DATABASE_URL = database_url
+    settings.REDIS_URL = None  # rate limits in memory unless a test asks for Redis
+    return settings
+
+
+@pytest.fixture(scope="session")
+def app(settings: Testing, engine: Engine) -> Any:
+    return create_app(settings, engine=engine)
+
+
+def truncate_all(engine: Engine) -> None:
+    """Empty every table (the suite's isolation between tests)."""
+    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def db_session(app: Any, engine: Engine) -> Iterator[Any]:
+    """A session in an app context; every table is emptied after the test."""
+    from healthapp.extensions import db
+
+    with app.app_context():
+        yield db.session
+    truncate_all(engine)
+
+
+@pytest.fixture
+def client(app: Any, engine: Engine) -> Iterator[FlaskClient]:
+    """A test client of the Core API; every table is emptied after the test."""
+    yield app.test_client()
+    truncate_all(engine)
+
+
+@pytest.fixture
+def api(app: Any, client: FlaskClient) -> ApiClient:
+    """A test client that creates users and machines and calls the API as any of them."""
+    return ApiClient(app, client)
+
+
+@pytest.fixture
+def tmp_instance(tmp_path: Path) -> Path:
+    return tmp_path / "instance"

@@ -1,0 +1,96 @@
+"""Test data in one place: users of each role, machines, tokens and authenticated calls."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from flask.testing import FlaskClient
+from flask_jwt_extended import create_access_token, create_refresh_token
+from werkzeug.test import TestResponse
+
+from healthapp.accounts import service as accounts
+from healthapp.accounts.schemas import UserCreate
+from healthapp.domain.roles import Role
+from healthapp.extensions import db
+from healthapp.machines import service as machines
+from healthapp.machines.schemas import MachineCreate
+
+PASSWORD = "correct-horse-battery"
+_counter = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class TestUser:
+    id: uuid.UUID
+    username: str
+    role: Role
+    access_token: str
+    refresh_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+class ApiClient:
+    """Calls the Core API as a given user; creates users and machines through the services."""
+
+    def __init__(self, app: Any, client: FlaskClient) -> None:
+        self.app = app
+        self.client = client
+
+    def user(self, role: Role = Role.PATIENT, username: str | None = None) -> TestUser:
+        """A new user of ``role`` with tokens."""
+        username = username or f"{role.value}{next(_counter)}-{uuid.uuid4().hex[:6]}"
+        with self.app.app_context():
+            user = accounts.create(
+                session=db.session,
+                user_in=UserCreate(
+                    username=username, email=f"{username}@example.com", password=PASSWORD, role=role
+                ),
+            )
+            claims = {"username": user.username, "role": user.role}
+            return TestUser(
+                id=user.id,
+                username=user.username,
+                role=role,
+                access_token=create_access_token(str(user.id), additional_claims=claims),
+                refresh_token=create_refresh_token(str(user.id), additional_claims=claims),
+            )
+
+    def machine(self, machine_type: str = "blood_pressure", **fields: Any) -> uuid.UUID:
+        """A new machine's id."""
+        with self.app.app_context():
+            machine = machines.create(
+                session=db.session,
+                machine_in=MachineCreate(
+                    machine_type=machine_type,
+                    serial_number=fields.pop("serial_number", f"SN-{uuid.uuid4().hex[:12]}"),
+                    manufacturer=fields.pop("manufacturer", "Acme Medical"),
+                    **fields,
+                ),
+            )
+            return machine.id
+
+    def call(
+        self, method: str, path: str, as_: TestUser | None = None, **kwargs: Any
+    ) -> TestResponse:
+        headers = dict(kwargs.pop("headers", {}))
+        if as_ is not None:
+            headers.setdefault("Authorization", f"Bearer {as_.access_token}")
+        return self.client.open(path, method=method.upper(), headers=headers, **kwargs)
+
+    def get(self, path: str, as_: TestUser | None = None, **kw: Any) -> TestResponse:
+        return self.call("GET", path, as_, **kw)
+
+    def post(self, path: str, as_: TestUser | None = None, **kw: Any) -> TestResponse:
+        return self.call("POST", path, as_, **kw)
+
+    def patch(self, path: str, as_: TestUser | None = None, **kw: Any) -> TestResponse:
+        return self.call("PATCH", path, as_, **kw)
+
+    def delete(self, path: str, as_: TestUser | None = None, **kw: Any) -> TestResponse:
+        return self.call("DELETE", path, as_, **kw)
