@@ -94,10 +94,12 @@ def pydantic_errors(
 
 def validation_problem(error: ValidationError, *, prefix: Iterable[str | int] = ()) -> Problem:
     """A 400 for JSON that does not parse, else a 422 listing every invalid field."""
-    errors = pydantic_errors(error, prefix=prefix)
+    path = tuple(prefix)
+    errors = pydantic_errors(error, prefix=path)
     if any(item["type"] == "json_invalid" for item in errors):
         return Problem(400, "The request body is not valid JSON.", errors=errors)
-    return Problem(422, "The request body failed validation.", errors=errors)
+    where = "query string" if path[:1] == ("query",) else "request body"
+    return Problem(422, f"The {where} failed validation.", errors=errors)
 
 
 def register_errorhandlers(app: APIFlask) -> None:
