@@ -12,7 +12,7 @@ from healthapp.webapp import new_api, register_health
 
 def create_app(settings: Base | None = None, *, engine: Engine | None = None) -> APIFlask:
     """Build the Core API from ``settings`` (default: from the environment)."""
-    app = new_api(__name__, title="MyHealthApp Core API", settings=settings)
+    app = new_api(__name__, title="MyHealthApp Core API", api_name="core", settings=settings)
     register_extensions(app, engine=engine)
     register_blueprints(app)
     register_health(app, {"postgresql": _check_postgresql})

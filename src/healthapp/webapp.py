@@ -11,13 +11,16 @@ from healthapp.auth.access import unauthorized
 from healthapp.config import Base, load_settings
 from healthapp.extensions import jwt
 from healthapp.json_provider import OrjsonProvider
+from healthapp.observability import register_observability
 from healthapp.problems import Problem, problem_response, register_errorhandlers
 
 #: A readiness check: raises when its store is unreachable.
 ReadinessCheck = Callable[[], None]
 
 
-def new_api(import_name: str, *, title: str, settings: Base | None = None) -> APIFlask:
+def new_api(
+    import_name: str, *, title: str, api_name: str = "core", settings: Base | None = None
+) -> APIFlask:
     """An APIFlask app with the conventions of SPEC §3 and the JWT checks of §4."""
     settings = settings or load_settings()
     app = APIFlask(
@@ -43,6 +46,7 @@ def new_api(import_name: str, *, title: str, settings: Base | None = None) -> AP
         SPEC_FORMAT="json",
     )
     register_errorhandlers(app)
+    register_observability(app, api=api_name)
     jwt.init_app(app)
     _register_jwt_problems()
     return app
