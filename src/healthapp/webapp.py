@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from apiflask import APIFlask
-from flask import Response, current_app
+from flask import Response, current_app, request
 
 from healthapp.auth.access import unauthorized
 from healthapp.config import Base, load_settings
@@ -47,9 +47,30 @@ def new_api(
     )
     register_errorhandlers(app)
     register_observability(app, api=api_name)
+    register_security_headers(app, hsts=settings.NAME == "production")
     jwt.init_app(app)
     _register_jwt_problems()
     return app
+
+
+def register_security_headers(app: APIFlask, *, hsts: bool) -> None:
+    """Headers every response carries; health data is never stored by shared caches."""
+
+    @app.after_request
+    def add_security_headers(response: Response) -> Response:
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "no-referrer")
+        if request.path.startswith("/api/"):
+            # Private to the caller; revalidate every time (ETag makes that cheap).
+            headers.setdefault("Cache-Control", "private, no-cache")
+            headers.setdefault(
+                "Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"
+            )
+        if hsts:
+            headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+        return response
 
 
 def _register_jwt_problems() -> None:
