@@ -1,0 +1,44 @@
+"""gunicorn settings for both APIs: ``gunicorn -c python:healthapp.gunicorn_conf APP``.
+
+Environment: ``BIND`` (default ``127.0.0.1:8000``), ``WEB_CONCURRENCY`` (workers, default
+2 x cores), ``GUNICORN_THREADS`` (default 4), ``PROMETHEUS_MULTIPROC_DIR`` (metrics shared
+by the workers; emptied when the master starts).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+bind = os.environ.get("BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", str(2 * (os.cpu_count() or 1))))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+worker_class = "gthread"
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+max_requests = 10_000
+max_requests_jitter = 1_000
+# The app writes one structured access line per request itself.
+accesslog = None
+errorlog = "-"
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+limit_request_line = 8190
+
+
+def on_starting(_server: Any) -> None:
+    """Start every run with an empty metrics folder, so dead workers' figures don't linger."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(_server: Any, worker: Any) -> None:
+    """Drop an exited worker's live gauges from the shared metrics."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
