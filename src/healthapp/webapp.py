@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from apiflask import APIFlask
-from flask import Response, current_app, request
+from flask import Response, current_app, g, request
 
+from healthapp.audit.context import ANONYMOUS, set_actor
 from healthapp.auth.access import unauthorized
 from healthapp.config import Base, load_settings
 from healthapp.extensions import jwt
@@ -48,6 +50,12 @@ def new_api(
     register_errorhandlers(app)
     register_observability(app, api=api_name)
     register_security_headers(app, hsts=settings.NAME == "production")
+
+    @app.before_request
+    def reset_actor() -> None:
+        # Threads serve many requests: nobody is authenticated until a view says so.
+        set_actor(replace(ANONYMOUS, request_id=g.get("request_id")))
+
     jwt.init_app(app)
     _register_jwt_problems()
     return app

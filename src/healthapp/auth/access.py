@@ -18,6 +18,7 @@ from flask_jwt_extended import get_jwt, verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt.exceptions import PyJWTError
 
+from healthapp.audit.context import Actor, set_actor
 from healthapp.domain.roles import Role
 from healthapp.problems import Problem, not_found
 
@@ -78,6 +79,14 @@ def requires(roles: frozenset[Role], *, refresh: bool = False) -> Callable[[F], 
             if principal.role not in roles:
                 raise Problem(403, "Your role may not do this.")
             g.principal = principal
+            set_actor(
+                Actor(
+                    id=principal.id,
+                    username=principal.username,
+                    role=principal.role.value,
+                    request_id=g.get("request_id"),
+                )
+            )
             return view(*args, **kwargs)
 
         wrapper.allowed_roles = roles  # type: ignore[attr-defined]

@@ -1,0 +1,1 @@
+"""The audit trail: who read or changed whose health data, when (HIPAA audit controls)."""
