@@ -124,6 +124,8 @@ def register_errorhandlers(app: APIFlask) -> None:
         status = error.code or 500
         headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
         detail = error.description or TITLES.get(status, "Error")
+        if status == 429:
+            detail = f"Rate limit of {detail} exceeded; retry after the Retry-After delay."
         return problem_response(Problem(status, detail, headers=headers))
 
     @app.errorhandler(sqlalchemy.exc.OperationalError)
