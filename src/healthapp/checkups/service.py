@@ -1,0 +1,302 @@
+"""What the check-ups domain does. Each function is one unit of work and commits once.
+
+The bulk upload is set-based: the validated rows are copied (``COPY``) into a temporary
+staging table, then one ``INSERT … SELECT … ON CONFLICT (id) DO NOTHING`` stores the new
+ones and queues their users' reports in the same statement. Ids that were already stored
+are compared with the staging rows in one more query to tell duplicates from conflicts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import psycopg
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from healthapp.checkups.models import Checkup
+from healthapp.checkups.schemas import (
+    BulkParse,
+    CheckupCreateBase,
+    CheckupListQuery,
+    item_error,
+    sort_errors,
+)
+from healthapp.outbox.service import enqueue_user_ids
+from healthapp.pagination import paginate_by_time
+from healthapp.problems import Problem
+
+_STAGING_TABLE = """
+CREATE TEMPORARY TABLE checkup_staging (
+    ord integer NOT NULL,
+    id uuid NOT NULL,
+    user_id uuid NOT NULL,
+    machine_id uuid NOT NULL,
+    checkup_type text NOT NULL,
+    information jsonb NOT NULL,
+    test_taken_by text,
+    taken_at timestamptz NOT NULL
+) ON COMMIT DROP
+"""
+
+_COPY_STAGING = (
+    "COPY checkup_staging (ord, id, user_id, machine_id, checkup_type, information,"
+    " test_taken_by, taken_at) FROM STDIN"
+)
+
+# New rows are stored and their users queued for a report rebuild in one statement: the
+# outbox gets one row per distinct user that received at least one new check-up.
+_INSERT_NEW = text("""
+WITH inserted AS (
+    INSERT INTO checkups (id, user_id, machine_id, checkup_type, information,
+                          test_taken_by, taken_at, uploaded_by)
+    SELECT id, user_id, machine_id, checkup_type, information,
+           test_taken_by, taken_at, :uploaded_by
+    FROM checkup_staging
+    ON CONFLICT (id) DO NOTHING
+    RETURNING user_id
+), queued AS (
+    INSERT INTO report_outbox (user_id, username)
+    SELECT u.id, u.username FROM users u
+    WHERE u.id IN (SELECT DISTINCT user_id FROM inserted)
+)
+SELECT count(*) FROM inserted
+""")
+
+# Staged items whose id is stored with other content (ids seen twice in one upload too).
+_CONFLICTS = text("""
+SELECT s.ord FROM checkup_staging s JOIN checkups c ON c.id = s.id
+WHERE (c.user_id, c.machine_id, c.checkup_type, c.information, c.test_taken_by, c.taken_at)
+      IS DISTINCT FROM
+      (s.user_id, s.machine_id, s.checkup_type, s.information, s.test_taken_by, s.taken_at)
+ORDER BY s.ord
+""")
+
+_EXISTING_USERS = text("SELECT id FROM users WHERE id = ANY(:ids)")
+_EXISTING_MACHINES = text("SELECT id FROM machines WHERE id = ANY(:ids)")
+
+_NOT_YOURS = "a patient may upload check-ups only for themself"
+_UNKNOWN_USER = "no user has this id"
+_UNKNOWN_MACHINE = "no machine has this id"
+_CONFLICT = "a check-up with this id is already stored with different content"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    """What an upload did: new rows, rows already stored, and the items turned away."""
+
+    created: int
+    duplicates: int
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        """How many items were not stored (an item may carry several errors)."""
+        return len({error["loc"][1] for error in self.errors})
+
+
+def ingest_checkups(
+    *,
+    session: Session,
+    parsed: BulkParse,
+    uploaded_by: uuid.UUID,
+    only_user_id: uuid.UUID | None,
+    atomic: bool,
+) -> IngestOutcome:
+    """Store an upload's new check-ups in one transaction; nothing half-lands.
+
+    ``atomic``: any invalid item is a 422 and any id stored with other content a 409, and
+    nothing is stored. Otherwise (batch mode) the valid items are stored and the others
+    reported. ``only_user_id`` limits the upload to that user's check-ups (patients).
+    """
+    errors = list(parsed.errors)
+    items = parsed.valid
+    if only_user_id is not None:
+        items = _keep_own(items, only_user_id, errors)
+    try:
+        items = _keep_known(session, items, errors)
+        if errors and atomic:
+            raise Problem(
+                422,
+                f"{_count_items(errors)} of {parsed.total} check-ups are invalid; "
+                "nothing was stored.",
+                errors=sort_errors(errors),
+            )
+        if not items:
+            session.rollback()
+            return IngestOutcome(created=0, duplicates=0, errors=sort_errors(errors))
+        created = _insert_new(session, items, uploaded_by)
+        conflicts = _conflicting_items(session) if created < len(items) else []
+        if conflicts and atomic:
+            raise Problem(
+                409,
+                f"{len(conflicts)} check-up ids are already stored with different content "
+                f"(items {_list_indices(conflicts)}); nothing was stored.",
+                errors=[item_error(i, "id", _CONFLICT, "conflict") for i in conflicts],
+            )
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        # A user or machine checked a moment ago was deleted before the insert.
+        raise Problem(
+            409, "A user or machine of this upload was deleted meanwhile; retry the upload."
+        ) from None
+    except BaseException:
+        session.rollback()
+        raise
+    errors.extend(item_error(i, "id", _CONFLICT, "conflict") for i in conflicts)
+    return IngestOutcome(
+        created=created,
+        duplicates=len(items) - created - len(conflicts),
+        errors=sort_errors(errors),
+    )
+
+
+def _keep_own(
+    items: list[tuple[int, CheckupCreateBase]],
+    user_id: uuid.UUID,
+    errors: list[dict[str, Any]],
+) -> list[tuple[int, CheckupCreateBase]]:
+    kept = []
+    for index, item in items:
+        if item.user_id == user_id:
+            kept.append((index, item))
+        else:
+            errors.append(item_error(index, "user_id", _NOT_YOURS, "not_own_user"))
+    return kept
+
+
+def _keep_known(
+    session: Session,
+    items: list[tuple[int, CheckupCreateBase]],
+    errors: list[dict[str, Any]],
+) -> list[tuple[int, CheckupCreateBase]]:
+    """The items whose user and machine exist; one query for each, whatever the size."""
+    if not items:
+        return items
+    user_ids = list({item.user_id for _, item in items})
+    machine_ids = list({item.machine_id for _, item in items})
+    users = set(session.scalars(_EXISTING_USERS, {"ids": user_ids}))
+    machines = set(session.scalars(_EXISTING_MACHINES, {"ids": machine_ids}))
+    if len(users) == len(user_ids) and len(machines) == len(machine_ids):
+        return items
+    kept = []
+    for index, item in items:
+        known = True
+        if item.user_id not in users:
+            errors.append(item_error(index, "user_id", _UNKNOWN_USER, "unknown_user"))
+            known = False
+        if item.machine_id not in machines:
+            errors.append(item_error(index, "machine_id", _UNKNOWN_MACHINE, "unknown_machine"))
+            known = False
+        if known:
+            kept.append((index, item))
+    return kept
+
+
+def _insert_new(
+    session: Session, items: Sequence[tuple[int, CheckupCreateBase]], uploaded_by: uuid.UUID
+) -> int:
+    """Copy ``items`` into the staging table and store the new ones; how many were new."""
+    session.execute(text(_STAGING_TABLE))
+    driver = session.connection().connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    with _store_errors(), driver.cursor() as cursor, cursor.copy(_COPY_STAGING) as copy:
+        write_row = copy.write_row
+        for row in _staging_rows(items):
+            write_row(row)
+    created: int = session.execute(_INSERT_NEW, {"uploaded_by": uploaded_by}).scalar_one()
+    return created
+
+
+def _staging_rows(items: Iterable[tuple[int, CheckupCreateBase]]) -> Iterator[tuple[Any, ...]]:
+    dumps = orjson.dumps
+    for index, item in items:
+        information = {k: v for k, v in item.information.__dict__.items() if v is not None}  # type: ignore[attr-defined]
+        yield (
+            index,
+            item.id,
+            item.user_id,
+            item.machine_id,
+            item.checkup_type,  # type: ignore[attr-defined]
+            dumps(information).decode(),
+            item.test_taken_by,
+            item.taken_at,
+        )
+
+
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    """Answer a lost connection during ``COPY`` like any other unreachable store (503)."""
+    try:
+        yield
+    except psycopg.OperationalError:
+        raise Problem(
+            503, "A backing store is unreachable; retry shortly.", headers={"Retry-After": "5"}
+        ) from None
+
+
+def _conflicting_items(session: Session) -> list[int]:
+    return list(session.scalars(_CONFLICTS))
+
+
+def _count_items(errors: Iterable[dict[str, Any]]) -> int:
+    return len({error["loc"][1] for error in errors})
+
+
+def _list_indices(indices: Sequence[int], shown: int = 10) -> str:
+    listed = ", ".join(str(i) for i in indices[:shown])
+    return listed + (", …" if len(indices) > shown else "")
+
+
+# Reading and deleting -----------------------------------------------------------------
+
+
+def get(*, session: Session, checkup_id: uuid.UUID) -> Checkup | None:
+    """The check-up ``checkup_id``, if any."""
+    return session.get(Checkup, checkup_id)
+
+
+def list_checkups(
+    *, session: Session, query: CheckupListQuery, user_id: uuid.UUID | None
+) -> tuple[Sequence[Checkup], str | None]:
+    """A page of check-ups, newest ``taken_at`` first, filtered as the query asks.
+
+    ``user_id`` (the query's or the caller's own, for patients) restricts to one user.
+    """
+    stmt = select(Checkup)
+    if user_id is not None:
+        stmt = stmt.where(Checkup.user_id == user_id)
+    if query.checkup_type is not None:
+        stmt = stmt.where(Checkup.checkup_type == query.checkup_type)
+    if query.from_ is not None:
+        stmt = stmt.where(Checkup.taken_at >= query.from_)
+    if query.to is not None:
+        stmt = stmt.where(Checkup.taken_at < query.to)
+    return paginate_by_time(
+        session=session,
+        stmt=stmt,
+        time_column=Checkup.taken_at,
+        id_column=Checkup.id,
+        limit=query.limit,
+        cursor=query.cursor,
+        newest_first=True,
+    )
+
+
+def delete(*, session: Session, checkup: Checkup) -> None:
+    """Delete a check-up; its user's report is queued for a rebuild in the same transaction."""
+    try:
+        enqueue_user_ids(session=session, user_ids=[checkup.user_id])
+        session.execute(sql_delete(Checkup).where(Checkup.id == checkup.id))
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
