@@ -94,3 +94,56 @@ class ApiClient:
 
     def delete(self, path: str, as_: TestUser | None = None, **kw: Any) -> TestResponse:
         return self.call("DELETE", path, as_, **kw)
+
+
+# Check-ups -----------------------------------------------------------------------------
+
+#: A valid ``information`` for every registered check-up type.
+SAMPLE_INFORMATION: dict[str, dict[str, Any]] = {
+    "blood_pressure": {"systolic": 122, "diastolic": 81, "pulse": 68},
+    "heart_rate": {"bpm": 72},
+    "spo2": {"percent": 98.0, "pulse": 70},
+    "body_temperature": {"celsius": 36.8},
+    "blood_glucose": {"mg_dl": 95.5, "fasting": True},
+    "body_weight": {"kg": 71.3},
+    "height": {"cm": 178.0},
+    "ecg": {"rhythm": "sinus", "heart_rate": 64, "qt_ms": 400},
+}
+
+
+def checkup_item(
+    user_id: uuid.UUID,
+    machine_id: uuid.UUID,
+    checkup_type: str = "blood_pressure",
+    **fields: Any,
+) -> dict[str, Any]:
+    """One valid upload item as the phone sends it (JSON-ready), with ``fields`` overriding."""
+    item: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "user_id": str(user_id),
+        "machine_id": str(machine_id),
+        "checkup_type": checkup_type,
+        "information": dict(SAMPLE_INFORMATION[checkup_type]),
+        "test_taken_by": "nurse on duty",
+        "taken_at": "2026-01-15T09:30:00Z",
+    }
+    item.update(fields)
+    return item
+
+
+def checkup_session(
+    user_id: uuid.UUID, machine_id: uuid.UUID, count: int, *, start_minute: int = 0
+) -> list[dict[str, Any]]:
+    """``count`` valid items of every type in turn, one minute apart."""
+    types = list(SAMPLE_INFORMATION)
+    return [
+        checkup_item(
+            user_id,
+            machine_id,
+            types[i % len(types)],
+            taken_at=f"2025-{1 + (m // 40320) % 12:02d}-{1 + (m // 1440) % 28:02d}"
+            f"T{(m // 60) % 24:02d}:{m % 60:02d}:00Z",
+        )
+        for i in range(count)
+        for m in [start_minute + i]
+    ]
