@@ -147,3 +147,88 @@ def checkup_session(
         for i in range(count)
         for m in [start_minute + i]
     ]
+
+
+# Check-ups in bulk, straight into PostgreSQL ---------------------------------------------
+
+#: ``information`` of each generated check-up type, from the row's position ``n``.
+_INFORMATION_SQL = {
+    "heart_rate": "jsonb_build_object('bpm', 50 + n % 60)",
+    "blood_pressure": (
+        "jsonb_build_object('systolic', 100 + n % 60, 'diastolic', 60 + n % 30, 'pulse', 70)"
+    ),
+    "body_temperature": "jsonb_build_object('celsius', 36 + (n % 20) / 10.0)",
+    "spo2": "jsonb_build_object('percent', 90 + n % 10)",
+}
+
+
+def insert_checkups(
+    engine: Any,
+    *,
+    user_id: uuid.UUID,
+    machine_id: uuid.UUID,
+    count: int,
+    checkup_type: str = "heart_rate",
+    taken_at: Any = None,
+    test_taken_by: str | None = "nurse-1",
+) -> list[uuid.UUID]:
+    """Insert ``count`` check-ups for a user and the user's outbox row, in one transaction.
+
+    Set-based (one INSERT ... SELECT generate_series). With ``taken_at`` every row shares
+    that timestamp; otherwise they are a minute apart, the newest an hour ago.
+    """
+    from sqlalchemy import text
+
+    when = (
+        ":taken_at"
+        if taken_at is not None
+        else "now() - interval '1 hour' - n * interval '1 minute'"
+    )
+    with engine.begin() as conn:
+        ids = (
+            conn.execute(
+                text(
+                    "INSERT INTO checkups (id, user_id, machine_id, checkup_type, information,"  # noqa: S608
+                    " test_taken_by, taken_at, uploaded_by)"
+                    f" SELECT gen_random_uuid(), :user_id, :machine_id, :checkup_type,"
+                    f" {_INFORMATION_SQL[checkup_type]}, :taken_by, {when}, :user_id"
+                    " FROM generate_series(1, :count) AS n RETURNING id"
+                ),
+                {
+                    "user_id": user_id,
+                    "machine_id": machine_id,
+                    "checkup_type": checkup_type,
+                    "taken_by": test_taken_by,
+                    "taken_at": taken_at,
+                    "count": count,
+                },
+            )
+            .scalars()
+            .all()
+        )
+        enqueue_report(conn, user_id=user_id)
+    return list(ids)
+
+
+def delete_checkup(engine: Any, checkup_id: uuid.UUID) -> None:
+    """Delete one check-up and record its user in the outbox, in one transaction."""
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        user_id = conn.execute(
+            text("DELETE FROM checkups WHERE id = :id RETURNING user_id"), {"id": checkup_id}
+        ).scalar_one()
+        enqueue_report(conn, user_id=user_id)
+
+
+def enqueue_report(conn: Any, *, user_id: uuid.UUID) -> None:
+    """Record ``user_id`` in the report outbox on ``conn``'s transaction."""
+    from sqlalchemy import text
+
+    conn.execute(
+        text(
+            "INSERT INTO report_outbox (user_id, username)"
+            " SELECT id, username FROM users WHERE id = :user_id"
+        ),
+        {"user_id": user_id},
+    )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import redis
 from flask import Flask, g, request
 from flask_cors import CORS
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,6 +35,17 @@ def make_engine(url: str, *, pool_size: int = 5, timeout_seconds: int = 3) -> En
             "application_name": "healthapp",
             "options": "-c timezone=UTC",
         },
+    )
+
+
+def make_redis(url: str, *, timeout_seconds: float = 3, retries: int = 1) -> redis.Redis:
+    """A Redis client for ``url`` that gives up quickly when Redis is unreachable."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=timeout_seconds,
+        retry=Retry(NoBackoff(), retries),
+        health_check_interval=30,
     )
 
 

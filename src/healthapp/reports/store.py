@@ -1,0 +1,265 @@
+"""Reading reports from Redis (never PostgreSQL): one user's page, and pages of users.
+
+A page reads the generation pointer (cached for a second), the user's meta, and only the
+chunks its filters and cursor can reach. A read that races a rewrite or a generation switch
+notices a missing field and starts again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import orjson
+import redis
+
+from healthapp.domain.report_layout import (
+    CHUNK_SIZE,
+    CURRENT_GENERATION_KEY,
+    META_FIELD,
+    R_CREATED_AT,
+    R_ID,
+    R_INFO,
+    R_MACHINE,
+    R_TAKEN_AT,
+    R_TAKEN_BY,
+    R_TYPE,
+    SYNC_STATS_KEY,
+    candidate_chunks,
+    chunk_field,
+    decode_chunk,
+    format_micros,
+    machine_of,
+    record_matches,
+    type_mask,
+    user_key,
+    users_index_key,
+)
+
+#: How long a process trusts the generation pointer before reading it again.
+GENERATION_CACHE_SECONDS = 1.0
+_ATTEMPTS = 3
+
+
+class StoreChanged(Exception):
+    """The report changed while it was being read; read it again."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckupFilter:
+    """A page's filters, in microseconds since the epoch; the cursor is ``(time, id)``."""
+
+    checkup_type: str | None = None
+    from_micros: int | None = None
+    to_micros: int | None = None
+    after: tuple[int, str] | None = None
+
+
+@dataclass
+class ReportPage:
+    """One user's report with one page of check-ups."""
+
+    meta: dict[str, Any]
+    records: list[list[Any]]
+    next_key: tuple[int, str] | None
+
+    @property
+    def version(self) -> str:
+        return str(self.meta["hash"])
+
+    @property
+    def synced_at(self) -> str:
+        return str(self.meta["synced_at"])
+
+
+class ReportStore:
+    """The read side of the report store."""
+
+    def __init__(self, redis_client: redis.Redis) -> None:
+        self.redis = redis_client
+        self._generation: int | None = None
+        self._generation_read_at = -math.inf
+        self._lock = threading.Lock()
+
+    def generation(self, *, refresh: bool = False) -> int | None:
+        """The generation readers use (``None`` before the first sync)."""
+        now = time.monotonic()
+        if refresh or now - self._generation_read_at > GENERATION_CACHE_SECONDS:
+            value = self.redis.get(CURRENT_GENERATION_KEY)
+            with self._lock:
+                self._generation = int(value) if value is not None else None
+                self._generation_read_at = now
+        return self._generation
+
+    def ping(self) -> None:
+        """Raise unless Redis answers."""
+        self.redis.ping()
+
+    def get_report(self, username: str, *, filters: CheckupFilter, limit: int) -> ReportPage | None:
+        """``username``'s report with one page of check-ups, or ``None`` when there is none."""
+        for attempt in range(_ATTEMPTS):
+            generation = self.generation(refresh=attempt > 0)
+            if generation is None:
+                return None
+            key = user_key(generation, username)
+            raw = self.redis.hget(key, META_FIELD)
+            if raw is None:
+                if attempt == 0:
+                    continue  # the pointer may have moved on: read it again
+                return None
+            meta = orjson.loads(raw)
+            try:
+                records, next_key = self._page(key, meta, filters=filters, limit=limit)
+            except StoreChanged:
+                continue
+            return ReportPage(meta=meta, records=records, next_key=next_key)
+        raise StoreChanged
+
+    def _page(
+        self, key: str, meta: dict[str, Any], *, filters: CheckupFilter, limit: int
+    ) -> tuple[list[list[Any]], tuple[int, str] | None]:
+        """Up to ``limit`` matching records, newest first, and the next page's position."""
+        chunks = candidate_chunks(
+            meta,
+            mask=type_mask(meta, filters.checkup_type),
+            from_micros=filters.from_micros,
+            to_micros=filters.to_micros,
+            before_micros=filters.after[0] if filters.after else None,
+        )
+        wanted = limit + 1
+        found: list[list[Any]] = []
+        # Enough chunks for the page when nothing is filtered out; twice as many each round.
+        step = math.ceil(wanted / CHUNK_SIZE) + 1
+        position = 0
+        while position < len(chunks) and len(found) < wanted:
+            indices = chunks[position : position + step]
+            position += len(indices)
+            step *= 2
+            stored = cast(
+                list[bytes | None],
+                self.redis.hmget(key, [chunk_field(meta["hash"], i) for i in indices]),
+            )
+            for blob in stored:
+                if blob is None:
+                    raise StoreChanged
+                for record in decode_chunk(blob):
+                    if record_matches(
+                        record,
+                        checkup_type=filters.checkup_type,
+                        from_micros=filters.from_micros,
+                        to_micros=filters.to_micros,
+                        after=filters.after,
+                    ):
+                        found.append(record)
+                        if len(found) >= wanted:
+                            break
+                if len(found) >= wanted:
+                    break
+        if len(found) <= limit:
+            return found, None
+        last = found[limit - 1]
+        return found[:limit], (last[R_TAKEN_AT], last[R_ID])
+
+    def list_usernames(self, *, after: str | None, limit: int) -> tuple[list[str], int | None]:
+        """Up to ``limit`` + 1 usernames with a report, in order, after ``after``."""
+        generation = self.generation()
+        if generation is None:
+            return [], None
+        start = f"({after}" if after else "-"
+        names = self.redis.zrangebylex(
+            users_index_key(generation), start, "+", start=0, num=limit + 1
+        )
+        return [name.decode() for name in names], generation  # type: ignore[union-attr]
+
+    def newest_checkups(
+        self, usernames: Sequence[str], *, generation: int, per_user: int
+    ) -> dict[str, tuple[dict[str, Any], list[list[Any]]]]:
+        """Each user's meta and newest ``per_user`` records, in three round trips."""
+        for _attempt in range(_ATTEMPTS):
+            pipe = self.redis.pipeline(transaction=False)
+            for name in usernames:
+                pipe.hget(user_key(generation, name), META_FIELD)
+            metas = {
+                name: orjson.loads(raw)
+                for name, raw in zip(usernames, pipe.execute(), strict=True)
+                if raw is not None
+            }
+            pipe = self.redis.pipeline(transaction=False)
+            wanted: dict[str, int] = {}
+            for name, meta in metas.items():
+                count = min(per_user, meta["count"])
+                chunks = math.ceil(count / CHUNK_SIZE)
+                wanted[name] = count
+                pipe.hmget(
+                    user_key(generation, name),
+                    [chunk_field(meta["hash"], i) for i in range(chunks)] or ["-"],
+                )
+            result: dict[str, tuple[dict[str, Any], list[list[Any]]]] = {}
+            try:
+                for (name, meta), blobs in zip(metas.items(), pipe.execute(), strict=True):
+                    records: list[list[Any]] = []
+                    if wanted[name]:
+                        for blob in blobs:
+                            if blob is None:
+                                raise StoreChanged
+                            records.extend(decode_chunk(blob))
+                    result[name] = (meta, records[: wanted[name]])
+            except StoreChanged:
+                continue
+            return result
+        raise StoreChanged
+
+    def sync_stats(self) -> dict[str, str]:
+        """The figures of the last sync pass."""
+        stats = self.redis.hgetall(SYNC_STATS_KEY)
+        return {k.decode(): v.decode() for k, v in stats.items()}  # type: ignore[union-attr]
+
+
+# Serialising ---------------------------------------------------------------------------
+
+
+def checkup_item(meta: dict[str, Any], record: Sequence[Any]) -> dict[str, Any]:
+    """A check-up of the single-user report (SPEC §7)."""
+    return {
+        "id": record[R_ID],
+        "checkup_type": record[R_TYPE],
+        "checkup": record[R_INFO],
+        "machine": machine_of(meta, record[R_MACHINE]),
+        "test_taken_by": record[R_TAKEN_BY],
+        "taken_at": format_micros(record[R_TAKEN_AT]),
+        "created_at": format_micros(record[R_CREATED_AT]),
+    }
+
+
+def listed_checkup_item(record: Sequence[Any]) -> dict[str, Any]:
+    """A check-up of the all-users report (the seed's sample structure)."""
+    return {
+        "checkup": record[R_INFO],
+        "checkup_type": record[R_TYPE],
+        "created_at": format_micros(record[R_CREATED_AT]),
+    }
+
+
+def report_body(page: ReportPage, next_cursor: str | None) -> dict[str, Any]:
+    """The single-user report document (SPEC §7)."""
+    meta = page.meta
+    return {
+        "username": meta["username"],
+        "profile": meta["profile"],
+        "diseases": meta["diseases"],
+        "checkups": [checkup_item(meta, record) for record in page.records],
+        "next_cursor": next_cursor,
+        "summary": meta["summary"],
+        "synced_at": meta["synced_at"],
+    }
+
+
+def entity_tag(*parts: str) -> str:
+    """A strong ETag value for a response built from these versions and this query."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12)
+    return digest.hexdigest()

@@ -1,0 +1,1 @@
+"""The sync from PostgreSQL into the Redis report store (SPEC §8)."""
