@@ -1,0 +1,143 @@
+"""End to end: the Core API under gunicorn, as production runs it, on real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy import Engine, text
+
+from healthapp.domain.roles import Role
+from tests.factories import ApiClient, checkup_session
+
+pytestmark = pytest.mark.slow
+
+MAX_CONTENT_LENGTH = 4 * 1024 * 1024
+
+
+def _free_port() -> int:
+    for port in range(18040, 18100):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 18040-18099")
+
+
+@pytest.fixture
+def gunicorn_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """The Core API under gunicorn on a free port, using the suite's database."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "HEALTHAPP_ENV": "testing",
+        "DATABASE_URL": database_url,
+        "BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "1",
+        "GUNICORN_THREADS": "2",
+        "MAX_CONTENT_LENGTH": str(MAX_CONTENT_LENGTH),
+        "LOG_LEVEL": "WARNING",
+    }
+    env.pop("REDIS_URL", None)
+    exe = shutil.which("gunicorn") or str(Path(sys.executable).with_name("gunicorn"))
+    log = (tmp_path / "gunicorn.log").open("wb")
+    process = subprocess.Popen(
+        [exe, "-c", "python:healthapp.gunicorn_conf", "healthapp.app:create_app()"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "gunicorn did not start"
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _stored(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM checkups")).scalar_one())
+
+
+def _post(base: str, token: str, body: bytes, **headers: str) -> httpx.Response:
+    return httpx.post(
+        f"{base}/api/v1/checkups/",
+        content=body,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            **headers,
+        },
+        timeout=60,
+    )
+
+
+def test_a_ten_thousand_item_session_through_gunicorn(
+    gunicorn_url: str, api: ApiClient, engine: Engine
+) -> None:
+    operator = api.user(Role.OPERATOR)
+    patient = api.user()
+    items = checkup_session(patient.id, api.machine(), 10_000)
+    body = orjson.dumps({"checkups": items})
+    assert len(body) < MAX_CONTENT_LENGTH
+
+    first = _post(gunicorn_url, operator.access_token, body)
+    assert first.status_code == 201, first.text
+    assert first.json() == {"created": 10_000, "duplicates": 0}
+    again = _post(gunicorn_url, operator.access_token, body)
+    assert again.status_code == 200
+    assert again.json() == {"created": 0, "duplicates": 10_000}
+    assert _stored(engine) == 10_000
+
+
+def test_problems_through_gunicorn(gunicorn_url: str, api: ApiClient, engine: Engine) -> None:
+    operator = api.user(Role.OPERATOR)
+    patient = api.user()
+    machine = api.machine()
+
+    too_large = orjson.dumps({"checkups": checkup_session(patient.id, machine, 20_000)})
+    assert len(too_large) > MAX_CONTENT_LENGTH
+    response = _post(gunicorn_url, operator.access_token, too_large)
+    assert response.status_code == 413
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.json()["status"] == 413
+
+    cases: list[tuple[bytes, dict[str, Any], int]] = [
+        (b'{"checkups": [', {}, 400),
+        (b"checkups", {"Content-Type": "text/plain"}, 415),
+        (b'{"checkups": [{}]}', {}, 422),
+    ]
+    for body, headers, status in cases:
+        response = _post(gunicorn_url, operator.access_token, body, **headers)
+        assert response.status_code == status, response.text
+        assert response.headers["Content-Type"] == "application/problem+json"
+    assert _stored(engine) == 0
