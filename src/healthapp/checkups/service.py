@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import psycopg
+from psycopg.types.json import set_json_dumps
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
@@ -48,8 +49,9 @@ CREATE TEMPORARY TABLE checkup_staging (
 
 _COPY_STAGING = (
     "COPY checkup_staging (ord, id, user_id, machine_id, checkup_type, information,"
-    " test_taken_by, taken_at) FROM STDIN"
+    " test_taken_by, taken_at) FROM STDIN (FORMAT BINARY)"
 )
+_STAGING_TYPES = ["int4", "uuid", "uuid", "uuid", "text", "jsonb", "text", "timestamptz"]
 
 # New rows are stored and their users queued for a report rebuild in one statement: the
 # outbox gets one row per distinct user that received at least one new check-up.
@@ -208,25 +210,30 @@ def _insert_new(
     session.execute(text(_STAGING_TABLE))
     driver = session.connection().connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
-    with _store_errors(), driver.cursor() as cursor, cursor.copy(_COPY_STAGING) as copy:
-        write_row = copy.write_row
-        for row in _staging_rows(items):
-            write_row(row)
+    with _store_errors(), driver.cursor() as cursor:
+        # Binary COPY: no text escaping, and PostgreSQL parses no uuid or timestamp text.
+        # The cursor's own JSON dumper (orjson) writes ``information``.
+        set_json_dumps(orjson.dumps, context=cursor)
+        with cursor.copy(_COPY_STAGING) as copy:
+            copy.set_types(_STAGING_TYPES)
+            write_row = copy.write_row
+            for row in _staging_rows(items):
+                write_row(row)
     created: int = session.execute(_INSERT_NEW, {"uploaded_by": uploaded_by}).scalar_one()
     return created
 
 
 def _staging_rows(items: Iterable[tuple[int, CheckupCreateBase]]) -> Iterator[tuple[Any, ...]]:
-    dumps = orjson.dumps
     for index, item in items:
-        information = {k: v for k, v in item.information.__dict__.items() if v is not None}  # type: ignore[attr-defined]
+        # The information as sent, without the optional fields left out (or sent as null).
+        fields = item.information.__dict__  # type: ignore[attr-defined]
         yield (
             index,
             item.id,
             item.user_id,
             item.machine_id,
             item.checkup_type,  # type: ignore[attr-defined]
-            dumps(information).decode(),
+            {name: value for name, value in fields.items() if value is not None},
             item.test_taken_by,
             item.taken_at,
         )
