@@ -1,0 +1,1 @@
+"""The Reports API: the read side, serving report documents from Redis only (SPEC §7)."""

@@ -1,0 +1,116 @@
+"""Query and response models of the Reports API (SPEC §7)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from healthapp.domain.checkup_types import CHECKUP_TYPE_NAMES
+from healthapp.pagination import PageQuery
+from healthapp.schemas_common import AwareDatetime
+
+CheckupTypeName = Literal[CHECKUP_TYPE_NAMES]  # type: ignore[valid-type]
+
+DEFAULT_CHECKUPS_PER_USER = 100
+MAX_CHECKUPS_PER_USER = 1000
+
+
+class ReportQuery(PageQuery):
+    """Filters of one user's check-ups; ``from`` is inclusive, ``to`` exclusive."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    checkup_type: CheckupTypeName | None = None
+    from_: AwareDatetime | None = Field(None, alias="from")
+    to: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReportQuery:
+        if self.from_ is not None and self.to is not None and self.from_ >= self.to:
+            raise ValueError("from must be before to")
+        return self
+
+
+class ReportListQuery(PageQuery):
+    """A page of users, each with their newest ``checkups_per_user`` check-ups."""
+
+    checkups_per_user: int = Field(DEFAULT_CHECKUPS_PER_USER, ge=0, le=MAX_CHECKUPS_PER_USER)
+
+
+class _Read(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ReportMachine(_Read):
+    id: uuid.UUID
+    machine_type: str | None
+    manufacturer: str | None
+
+
+class ReportCheckup(_Read):
+    id: uuid.UUID
+    checkup_type: str
+    checkup: dict[str, Any] = Field(description="The check-up's ``information``.")
+    machine: ReportMachine
+    test_taken_by: str | None
+    taken_at: datetime
+    created_at: datetime
+
+
+class ReportProfile(_Read):
+    avatar: str | None
+    blood_group: str | None
+    date_of_birth: date | None
+    sex: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ReportDisease(_Read):
+    id: uuid.UUID
+    name: str
+    details: str | None
+    diagnosed_on: date | None
+    created_at: datetime
+
+
+class TypeSummary(_Read):
+    """A check-up type's figures over the whole history, of its primary value."""
+
+    count: int
+    latest: float | None
+    min: float | None
+    max: float | None
+
+
+class ReportRead(_Read):
+    """One user's report: a page of check-ups (newest first) and the whole summary."""
+
+    username: str
+    profile: ReportProfile | None
+    diseases: list[ReportDisease]
+    checkups: list[ReportCheckup]
+    next_cursor: str | None
+    summary: dict[str, TypeSummary]
+    synced_at: datetime
+
+
+class ListedCheckup(_Read):
+    checkup: dict[str, Any]
+    checkup_type: str
+    created_at: datetime
+
+
+class UserCheckups(_Read):
+    checkups: list[ListedCheckup]
+    checkup_count: int
+
+
+class ReportListRead(_Read):
+    """A page of users' reports, by username."""
+
+    users: dict[str, UserCheckups]
+    next_cursor: str | None
