@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,8 @@ def _free_port() -> int:
     raise RuntimeError("no free port in 18040-18099")
 
 
-@pytest.fixture
-def gunicorn_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def running_gunicorn(database_url: str, log_path: Path, **settings: str) -> Iterator[str]:
     """The Core API under gunicorn on a free port, using the suite's database."""
     port = _free_port()
     env = {
@@ -50,37 +51,43 @@ def gunicorn_url(database_url: str, tmp_path: Path) -> Iterator[str]:
         "GUNICORN_THREADS": "2",
         "MAX_CONTENT_LENGTH": str(MAX_CONTENT_LENGTH),
         "LOG_LEVEL": "WARNING",
+        **settings,
     }
-    env.pop("REDIS_URL", None)
+    env.pop("REDIS_URL", None)  # rate limits in the process's memory
     exe = shutil.which("gunicorn") or str(Path(sys.executable).with_name("gunicorn"))
-    log = (tmp_path / "gunicorn.log").open("wb")
-    process = subprocess.Popen(
-        [exe, "-c", "python:healthapp.gunicorn_conf", "healthapp.app:create_app()"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "gunicorn did not start"
-            time.sleep(0.1)
-        yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [exe, "-c", "python:healthapp.gunicorn_conf", "healthapp.app:create_app()"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+            deadline = time.monotonic() + 30
+            while True:
+                assert process.poll() is None, log_path.read_text()
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "gunicorn did not start"
+                time.sleep(0.1)
+            yield base
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def gunicorn_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    with running_gunicorn(database_url, tmp_path / "gunicorn.log") as base:
+        yield base
 
 
 def _stored(engine: Engine) -> int:
@@ -141,3 +148,21 @@ def test_problems_through_gunicorn(gunicorn_url: str, api: ApiClient, engine: En
         assert response.status_code == status, response.text
         assert response.headers["Content-Type"] == "application/problem+json"
     assert _stored(engine) == 0
+
+
+def test_uploads_are_rate_limited_per_address(
+    database_url: str, tmp_path: Path, api: ApiClient
+) -> None:
+    operator = api.user(Role.OPERATOR)
+    body = orjson.dumps({"checkups": []})
+    with running_gunicorn(
+        database_url,
+        tmp_path / "gunicorn.log",
+        RATELIMIT_ENABLED="1",
+        UPLOAD_RATE_LIMIT_PER_ADDRESS="3/minute",
+    ) as base:
+        answers = [_post(base, operator.access_token, body) for _ in range(4)]
+    assert [r.status_code for r in answers] == [200, 200, 200, 429]
+    limited = answers[-1]
+    assert limited.headers["Content-Type"] == "application/problem+json"
+    assert int(limited.headers["Retry-After"]) > 0

@@ -304,3 +304,23 @@ def test_delete_queues_the_users_report_in_the_same_transaction(app, engine, peo
         service.delete(session=db.session, checkup=checkup)
     assert stored(engine) == 0
     assert queued(engine) == before + 1
+
+
+def test_concurrent_uploads_of_shared_ids_in_opposite_orders_do_not_deadlock(app, engine, people):
+    alice, machine, operator = people["alice"], people["machine"], people["operator"]
+    items = checkup_session(alice.id, machine, 3_000)
+    headers = {"Authorization": f"Bearer {operator.access_token}"}
+
+    def upload(order: list[dict[str, Any]]) -> Callable[[], tuple[int, Any]]:
+        def call() -> tuple[int, Any]:
+            response = app.test_client().post(
+                "/api/v1/checkups/", json={"checkups": order}, headers=headers
+            )
+            return response.status_code, response.json
+
+        return call
+
+    first, second = run_in_threads(upload(items), upload(items[::-1]))
+    assert {first[0], second[0]} <= {200, 201}, (first, second)
+    assert first[1]["created"] + second[1]["created"] == 3_000
+    assert stored(engine) == 3_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -124,6 +125,14 @@ def test_an_item_twice_in_one_upload_is_stored_once(api, engine, operator, patie
     assert response.status_code == 201
     assert response.json == {"created": 1, "duplicates": 1}
     assert stored(engine) == 1
+
+
+def test_the_cycle_collector_is_back_on_after_every_upload(api, operator, patient, machine):
+    items = checkup_session(patient.id, machine, 3)
+    assert upload(api, operator, items).status_code == 201
+    assert gc.isenabled()
+    assert upload(api, operator, [{**items[0], "taken_at": "soon"}]).status_code == 422
+    assert gc.isenabled()
 
 
 def test_an_empty_upload_stores_nothing(api, engine, operator):

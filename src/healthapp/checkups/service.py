@@ -54,7 +54,9 @@ _COPY_STAGING = (
 _STAGING_TYPES = ["int4", "uuid", "uuid", "uuid", "text", "jsonb", "text", "timestamptz"]
 
 # New rows are stored and their users queued for a report rebuild in one statement: the
-# outbox gets one row per distinct user that received at least one new check-up.
+# outbox gets one row per distinct user that received at least one new check-up. Rows go
+# in id order, so concurrent uploads sharing ids wait on each other in the same order and
+# never deadlock; of one id sent twice, the first item is the one stored.
 _INSERT_NEW = text("""
 WITH inserted AS (
     INSERT INTO checkups (id, user_id, machine_id, checkup_type, information,
@@ -62,6 +64,7 @@ WITH inserted AS (
     SELECT id, user_id, machine_id, checkup_type, information,
            test_taken_by, taken_at, :uploaded_by
     FROM checkup_staging
+    ORDER BY id, ord
     ON CONFLICT (id) DO NOTHING
     RETURNING user_id
 ), queued AS (
