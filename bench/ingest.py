@@ -74,13 +74,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=18010, help="port gunicorn listens on")
     parser.add_argument(
         "--database-url",
-        default=os.environ.get("DATABASE_URL")
-        or "postgresql://postgres@127.0.0.1:5432/postgres",
+        default=os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres",
         help="server to run on (a throwaway database is created there)",
     )
-    parser.add_argument(
-        "--keep-database", action="store_true", help="keep the database afterwards"
-    )
+    parser.add_argument("--keep-database", action="store_true", help="keep the database afterwards")
     parser.add_argument(
         "--profile", action="store_true", help="also profile one upload in-process (cProfile)"
     )
@@ -200,9 +197,7 @@ def generate(
 
 
 def upload_bodies(items: list[dict[str, Any]], batch: int) -> list[bytes]:
-    return [
-        orjson.dumps({"checkups": items[i : i + batch]}) for i in range(0, len(items), batch)
-    ]
+    return [orjson.dumps({"checkups": items[i : i + batch]}) for i in range(0, len(items), batch)]
 
 
 def _copy_text(value: str) -> str:
