@@ -7,8 +7,9 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -34,6 +35,31 @@ def _database_url(stack: ExitStack, settings) -> str:  # type: ignore[no-untyped
     return server.url
 
 
+def _redis_url(stack: ExitStack, settings, *, owner: bool) -> str:  # type: ignore[no-untyped-def]
+    """``REDIS_URL``, or the embedded server's under the instance folder.
+
+    The ``owner`` (``healthapp run``) shuts the embedded server down, saving its data, when
+    ``stack`` closes; other commands attach to it if it runs, and leave it running.
+    """
+    if settings.REDIS_URL:
+        return str(settings.REDIS_URL)
+    from healthapp.embedded import start_redis
+
+    click.echo("REDIS_URL not set: using embedded Redis under the instance folder")
+    server = start_redis(Path(settings.INSTANCE_PATH))
+    if owner:
+        stack.callback(_shutdown_saving, server.server)
+    return server.url
+
+
+def _shutdown_saving(server: Any) -> None:
+    import redis
+
+    # The server closes the connection as it exits.
+    with suppress(redis.RedisError):
+        server.shutdown(save=True)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """MyHealthApp: check-up ingest on PostgreSQL, per-user reports served from Redis."""
@@ -42,9 +68,10 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the APIs bind.")
 @click.option("--core-port", default=8000, show_default=True, help="Core API port.")
+@click.option("--reports-port", default=8001, show_default=True, help="Reports API port.")
 @click.option("--workers", default=2, show_default=True, help="gunicorn workers per API.")
-def run(host: str, core_port: int, workers: int) -> None:
-    """Run the whole stack in the foreground; Ctrl-C stops all of it."""
+def run(host: str, core_port: int, reports_port: int, workers: int) -> None:
+    """Run the Core API, the Reports API and the sync worker with beat; Ctrl-C stops all."""
     settings = _settings_or_exit()
     with ExitStack() as stack:
         database_url = _database_url(stack, settings)
@@ -52,31 +79,57 @@ def run(host: str, core_port: int, workers: int) -> None:
 
         upgrade(database_url)
         click.echo("database schema is up to date")
-        env = {**os.environ, "DATABASE_URL": database_url}
-        if settings.REDIS_URL is None:
-            from healthapp.embedded import start_redis
-
-            click.echo("REDIS_URL not set: starting embedded Redis under the instance folder")
-            redis_server = start_redis(Path(settings.INSTANCE_PATH))
-            stack.callback(redis_server.stop)
-            env["REDIS_URL"] = redis_server.url
+        redis_url = _redis_url(stack, settings, owner=True)
+        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
         processes = {
-            "core-api": [
+            "core-api": _gunicorn("healthapp.app:create_app()", host, core_port, workers),
+            "reports-api": _gunicorn(
+                "healthapp.reports.app:create_app()", host, reports_port, workers
+            ),
+            "sync-worker": [
                 sys.executable,
                 "-m",
-                "gunicorn",
-                "healthapp.app:create_app()",
-                "--bind",
-                f"{host}:{core_port}",
-                "--workers",
-                str(workers),
-                "--threads",
-                "4",
-                "--access-logfile",
-                "-",
+                "celery",
+                "-A",
+                "healthapp.worker",
+                "worker",
+                "--beat",
+                "--scheduler",
+                "redbeat.RedBeatScheduler",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                settings.LOG_LEVEL,
             ],
         }
         _supervise(processes, env)
+
+
+def _gunicorn(app: str, host: str, port: int, workers: int) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        app,
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        "4",
+        "--access-logfile",
+        "-",
+    ]
+    if _gunicorn_has_control_socket():
+        # Both APIs would otherwise share one control socket path.
+        command.append("--no-control-socket")
+    return command
+
+
+def _gunicorn_has_control_socket() -> bool:
+    from gunicorn.config import KNOWN_SETTINGS
+
+    return any(setting.name == "control_socket" for setting in KNOWN_SETTINGS)
 
 
 def _supervise(commands: dict[str, list[str]], env: dict[str, str]) -> None:
@@ -156,6 +209,115 @@ def create_admin(username: str, email: str | None, password_stdin: bool) -> None
                 raise click.ClickException(problem.detail) from None
             click.echo(f"created admin {user.username} ({user.id})")
             db.engine.dispose()
+
+
+@main.command()
+@click.option(
+    "--full", "mode", flag_value="full", help="Rebuild every report into a new generation."
+)
+@click.option(
+    "--verify",
+    "mode",
+    flag_value="verify",
+    help="Compare every report with PostgreSQL; exit 1 on any missing, stale or orphaned.",
+)
+@click.option("--batch-size", type=click.IntRange(1, 10_000), default=None, help="Users per batch.")
+def sync(mode: str | None, batch_size: int | None) -> None:
+    """Run one incremental sync pass from PostgreSQL into Redis (or --full, --verify)."""
+    settings = _settings_or_exit()
+    with ExitStack() as stack:
+        database_url = _database_url(stack, settings)
+        redis_url = _redis_url(stack, settings, owner=False)
+        from healthapp.extensions import make_engine, make_redis
+        from healthapp.migrate import upgrade
+        from healthapp.sync import service
+
+        upgrade(database_url)
+        engine = make_engine(database_url, timeout_seconds=settings.STORE_TIMEOUT_SECONDS)
+        stack.callback(engine.dispose)
+        client = make_redis(redis_url, timeout_seconds=60)
+        stack.callback(client.close)
+        size = batch_size or settings.SYNC_BATCH_SIZE
+        progress = stack.enter_context(_ProgressBar(mode or "incremental"))
+        if mode == "verify":
+            result = service.verify(
+                engine=engine,
+                redis_client=client,
+                batch_size=size,
+                on_total=progress.start,
+                progress=progress.update,
+            )
+            progress.finish()
+            for kind in ("missing", "stale", "orphaned"):
+                for username in getattr(result, kind):
+                    click.echo(f"{kind}: {username}")
+            click.echo(
+                f"verified {result.checked} users: {len(result.missing)} missing,"
+                f" {len(result.stale)} stale, {len(result.orphaned)} orphaned"
+            )
+            if not result.clean:
+                raise SystemExit(1)
+            return
+        if mode == "full":
+            stats = service.full_rebuild(
+                engine=engine,
+                redis_client=client,
+                batch_size=size,
+                on_total=progress.start,
+                progress=progress.update,
+            )
+            progress.finish()
+            click.echo(
+                f"full rebuild into generation {stats.generation}: {stats.documents_written}"
+                f" reports, {stats.checkups_written} check-ups in {stats.duration_seconds:.2f} s"
+            )
+            progress = stack.enter_context(_ProgressBar("incremental"))
+        # After a rebuild, the changes made while it ran are still in the outbox.
+        stats = service.run_incremental_sync(
+            engine=engine,
+            redis_client=client,
+            batch_size=size,
+            on_total=progress.start,
+            progress=progress.update,
+        )
+        progress.finish()
+        if stats.skipped:
+            click.echo("skipped: a full rebuild is running")
+            return
+        lag = f"{stats.lag_seconds:.1f} s" if stats.lag_seconds is not None else "none"
+        click.echo(
+            f"incremental sync: {stats.documents_written} reports written,"
+            f" {stats.documents_removed} removed, {stats.entries_processed} outbox entries"
+            f" in {stats.duration_seconds:.2f} s (lag {lag})"
+        )
+
+
+class _ProgressBar:
+    """A click progress bar, shown only on a terminal and once the total is known."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()
+
+    def start(self, total: int) -> None:
+        if total and sys.stdout.isatty():
+            self.bar = click.progressbar(length=total, label=self.label)
+            self.bar.__enter__()
+
+    def update(self, done: int) -> None:
+        if self.bar is not None:
+            self.bar.update(done)
+
+    def finish(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
 
 
 @main.command()

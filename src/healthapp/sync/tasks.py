@@ -1,0 +1,44 @@
+"""The sync as a Celery task: the worker calls the same service as ``healthapp sync``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import redis
+from celery import shared_task
+from sqlalchemy import Engine
+
+from healthapp.config import load_settings
+from healthapp.extensions import make_engine, make_redis
+from healthapp.sync.service import run_incremental_sync
+
+_connections: dict[int, tuple[Engine, redis.Redis, int]] = {}
+
+
+def _connections_of_this_process() -> tuple[Engine, redis.Redis, int]:
+    """One engine and Redis client per worker process, made after the fork."""
+    pid = os.getpid()
+    if pid not in _connections:
+        settings = load_settings()
+        if not settings.DATABASE_URL or not settings.REDIS_URL:
+            raise RuntimeError("DATABASE_URL and REDIS_URL must be set for the sync worker")
+        engine = make_engine(
+            settings.DATABASE_URL, pool_size=2, timeout_seconds=settings.STORE_TIMEOUT_SECONDS
+        )
+        client = make_redis(settings.REDIS_URL, timeout_seconds=30)
+        _connections[pid] = (engine, client, settings.SYNC_BATCH_SIZE)
+    return _connections[pid]
+
+
+@shared_task(name="healthapp.sync.run_incremental", ignore_result=True)
+def run_incremental() -> dict[str, Any]:
+    """One incremental pass over the report outbox."""
+    engine, client, batch_size = _connections_of_this_process()
+    stats = run_incremental_sync(engine=engine, redis_client=client, batch_size=batch_size)
+    return {
+        "documents_written": stats.documents_written,
+        "documents_removed": stats.documents_removed,
+        "entries_processed": stats.entries_processed,
+        "skipped": stats.skipped,
+    }

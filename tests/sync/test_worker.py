@@ -1,0 +1,95 @@
+"""A real Celery worker with redbeat against real Redis runs the sync on schedule."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from healthapp.embedded import start_redis
+from healthapp.extensions import make_redis
+from healthapp.reports.store import ReportStore
+from healthapp.sync.celery_app import broker_urls
+from tests.factories import insert_checkups
+from tests.sync.conftest import read_all
+
+
+def test_broker_urls_for_sockets_and_hosts():
+    assert broker_urls("unix:///tmp/r.sock") == ("redis+socket:///tmp/r.sock", "unix:///tmp/r.sock")
+    assert broker_urls("unix:///tmp/r.sock?db=3")[0] == "redis+socket:///tmp/r.sock?virtual_host=3"
+    assert broker_urls("redis://127.0.0.1:6379/2") == (
+        "redis://127.0.0.1:6379/2",
+        "redis://127.0.0.1:6379/2",
+    )
+
+
+@pytest.mark.slow
+def test_worker_with_beat_runs_the_scheduled_sync(api, engine, database_url, tmp_path: Path):
+    server = start_redis(tmp_path / "broker")
+    client = make_redis(server.url)
+    env = {
+        **os.environ,
+        "HEALTHAPP_ENV": "testing",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": server.url,
+        "SYNC_INTERVAL_SECONDS": "1",
+        "LOG_LEVEL": "WARNING",
+    }
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "healthapp.worker",
+            "worker",
+            "-B",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "WARNING",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        user = api.user()
+        insert_checkups(engine, user_id=user.id, machine_id=api.machine(), count=7)
+        store = ReportStore(client)
+        deadline = time.monotonic() + 45
+        page = None
+        while time.monotonic() < deadline and worker.poll() is None:
+            page = read_all(store, user.username)
+            if page is not None and page.meta["count"] == 7:
+                break
+            time.sleep(0.3)
+        assert page is not None, "the scheduled sync never wrote the report"
+        assert page.meta["count"] == 7
+
+        # A later change arrives by the schedule alone, too.
+        insert_checkups(engine, user_id=user.id, machine_id=api.machine(), count=2)
+        while time.monotonic() < deadline:
+            page = read_all(store, user.username)
+            if page is not None and page.meta["count"] == 9:
+                break
+            time.sleep(0.3)
+        assert page is not None
+        assert page.meta["count"] == 9
+        assert int(client.hget("rpt:sync:stats", "passes_total") or 0) >= 2
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            output, _ = worker.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            output, _ = worker.communicate()
+        client.close()
+        server.stop()
+    assert b"Traceback" not in output, output.decode(errors="replace")[-3000:]
