@@ -15,6 +15,12 @@ from typing import Any, ClassVar
 
 #: Settings that are secrets: never logged, never defaulted in production.
 SECRET_KEYS = ("SECRET_KEY", "JWT_SECRET_KEY")
+#: Settings holding a rate limit such as ``5/minute`` (several separated by ``;``).
+RATE_LIMIT_KEYS = (
+    "LOGIN_RATE_LIMIT_PER_USER",
+    "LOGIN_RATE_LIMIT_PER_ADDRESS",
+    "UPLOAD_RATE_LIMIT_PER_ADDRESS",
+)
 _DEVELOPMENT_SECRET = "development-only-not-a-secret-do-not-deploy"  # noqa: S105
 
 
@@ -35,6 +41,18 @@ def _env_int(name: str, default: int) -> int:
 def _env_list(name: str, default: str) -> list[str]:
     raw = os.environ.get(name, default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _require_rate_limit(name: str, value: str) -> None:
+    """Refuse a rate limit that does not parse: Flask-Limiter would silently not limit."""
+    from limits import parse_many
+
+    try:
+        parsed = parse_many(value)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a rate limit such as 5/minute") from exc
+    if any(item.amount < 1 for item in parsed):
+        raise ConfigurationError(f"{name} must allow at least one request per period")
 
 
 class Base:
@@ -70,6 +88,8 @@ class Base:
         self.STORE_TIMEOUT_SECONDS = _env_int("STORE_TIMEOUT_SECONDS", 3)
         self.LOG_LEVEL = env.get("LOG_LEVEL", "INFO")
         self.LOG_JSON = env.get("LOG_JSON", "0") in ("1", "true", "yes")
+        for key in RATE_LIMIT_KEYS:
+            _require_rate_limit(key, getattr(self, key))
         self._load_secrets_file(env.get("HEALTHAPP_SECRETS_FILE"))
 
     def _load_secrets_file(self, path: str | None) -> None:

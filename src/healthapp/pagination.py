@@ -51,9 +51,11 @@ def decode_cursor(cursor: str, *, arity: int) -> list[Any]:
 def decode_time_id_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     """A ``(timestamp, id)`` keyset position."""
     moment, row_id = decode_cursor(cursor, arity=2)
+    if not isinstance(moment, str) or not isinstance(row_id, str):
+        raise bad_cursor()
     try:
         return datetime.fromisoformat(moment), uuid.UUID(row_id)
-    except (TypeError, ValueError) as exc:
+    except ValueError as exc:
         raise bad_cursor() from exc
 
 

@@ -60,9 +60,8 @@ class Problem(Exception):
             "title": self.title,
             "status": self.status,
             "detail": self.detail,
+            "errors": self.errors,
         }
-        if self.errors:
-            body["errors"] = self.errors
         body.update(self.extra)
         return body
 

@@ -7,10 +7,11 @@ problem documents of SPEC §3 (400 malformed, 415 not JSON, 422 invalid).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
 from typing import Any, TypeVar
 
+import pydantic_core
 from apiflask.scaffold import _annotate
 from flask import request
 from pydantic import BaseModel, ValidationError
@@ -31,10 +32,15 @@ def require_json_content_type() -> None:
 def parse_body(model: type[M]) -> M:
     """The request body validated as ``model`` straight from its raw bytes."""
     require_json_content_type()
+    raw = request.get_data(cache=False) or b""
     try:
-        return model.model_validate_json(request.get_data(cache=False) or b"")
+        parsed = model.model_validate_json(raw)
     except ValidationError as error:
         raise validation_problem(error) from None
+    # JSON can carry U+0000 only escaped; PostgreSQL stores it in no text or JSONB column.
+    if b"\\u0000" in raw:
+        reject_nul_characters(pydantic_core.from_json(raw))
+    return parsed
 
 
 def parse_query(model: type[M]) -> M:
@@ -44,9 +50,36 @@ def parse_query(model: type[M]) -> M:
         values = request.args.getlist(key)
         data[key] = values if len(values) > 1 else values[0]
     try:
-        return model.model_validate(data)
+        parsed = model.model_validate(data)
     except ValidationError as error:
         raise validation_problem(error, prefix=("query",)) from None
+    reject_nul_characters(data, prefix=("query",), where="query string")
+    return parsed
+
+
+def reject_nul_characters(
+    value: Any, *, prefix: tuple[str | int, ...] = (), where: str = "request body"
+) -> None:
+    """A 422 problem naming every string (or key) in ``value`` that holds U+0000."""
+    errors = [
+        {"loc": list(loc), "msg": "must not contain the NUL character", "type": "string_nul"}
+        for loc in _nul_locations(value, prefix)
+    ]
+    if errors:
+        raise Problem(422, f"The {where} failed validation.", errors=errors)
+
+
+def _nul_locations(value: Any, loc: tuple[str | int, ...]) -> Iterator[tuple[str | int, ...]]:
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield loc
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _nul_locations(key, (*loc, key))
+            yield from _nul_locations(item, (*loc, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _nul_locations(item, (*loc, index))
 
 
 def json_body(model: type[BaseModel], *, example: Any = None) -> Callable[[F], F]:

@@ -11,9 +11,13 @@ T = TypeVar("T")
 
 
 class RequestModel(BaseModel):
-    """A request body: unknown fields and type coercion from strings are rejected."""
+    """A request body: unknown fields and type coercion are rejected.
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    Strict, so ``"yes"`` or ``1`` is not a boolean and a number is not a date; JSON's own
+    string forms of dates, UUIDs and enum values are still accepted.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=False)
 
 
 class ResponseModel(BaseModel):

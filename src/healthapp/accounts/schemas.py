@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
-from typing import Annotated, Literal
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     AnyHttpUrl,
+    BeforeValidator,
     EmailStr,
     StringConstraints,
     TypeAdapter,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from healthapp.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
@@ -21,7 +22,15 @@ from healthapp.domain.roles import Role
 from healthapp.pagination import PageQuery
 from healthapp.schemas_common import LongText, Page, RequestModel, ResponseModel, ShortText
 
-Username = Annotated[str, StringConstraints(pattern=r"^[a-z0-9._-]{3,32}$")]
+
+def _lowercase(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+#: Usernames are case-insensitive: ``Alice`` registers (and logs in) as ``alice``.
+Username = Annotated[
+    str, BeforeValidator(_lowercase), StringConstraints(pattern=r"^[a-z0-9._-]{3,32}$")
+]
 Password = Annotated[
     str, StringConstraints(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)
 ]
@@ -39,9 +48,24 @@ def _http_url(value: str) -> str:
 Avatar = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url)]
 
 
-def _not_in_future(value: date | None) -> date | None:
-    if value is not None and value > date.today():
+#: Dates before this are typing mistakes, not medical history.
+EARLIEST_DATE = date(1900, 1, 1)
+
+
+def _plausible_date(value: date | None) -> date | None:
+    # "Today" somewhere on Earth: UTC+14 reaches a date first.
+    latest = (datetime.now(UTC) + timedelta(hours=14)).date()
+    if value is not None and value > latest:
         raise ValueError("date must not be in the future")
+    if value is not None and value < EARLIEST_DATE:
+        raise ValueError("date must not be before 1900-01-01")
+    return value
+
+
+def _kept(value: Any, info: ValidationInfo) -> Any:
+    """A field a PATCH may change but not set to ``null``."""
+    if value is None:
+        raise ValueError(f"{info.field_name} may be changed but not removed")
     return value
 
 
@@ -57,12 +81,7 @@ class UserUpdate(RequestModel):
     password: Password | None = None
     role: Role | None = None
 
-    @model_validator(mode="after")
-    def _no_nulls(self) -> UserUpdate:
-        for name in self.model_fields_set:
-            if getattr(self, name) is None:
-                raise ValueError(f"{name} may be changed but not removed")
-        return self
+    _no_nulls = field_validator("email", "password", "role")(_kept)
 
 
 class UserRead(ResponseModel):
@@ -87,7 +106,7 @@ class ProfileCreate(RequestModel):
     date_of_birth: date | None = None
     sex: Sex | None = None
 
-    _dob = field_validator("date_of_birth")(_not_in_future)
+    _dob = field_validator("date_of_birth")(_plausible_date)
 
 
 class ProfileUpdate(ProfileCreate):
@@ -108,7 +127,7 @@ class DiseaseCreate(RequestModel):
     details: LongText | None = None
     diagnosed_on: date | None = None
 
-    _diagnosed = field_validator("diagnosed_on")(_not_in_future)
+    _diagnosed = field_validator("diagnosed_on")(_plausible_date)
 
 
 class DiseaseUpdate(RequestModel):
@@ -116,13 +135,8 @@ class DiseaseUpdate(RequestModel):
     details: LongText | None = None
     diagnosed_on: date | None = None
 
-    _diagnosed = field_validator("diagnosed_on")(_not_in_future)
-
-    @model_validator(mode="after")
-    def _name_kept(self) -> DiseaseUpdate:
-        if "name" in self.model_fields_set and self.name is None:
-            raise ValueError("name may be changed but not removed")
-        return self
+    _diagnosed = field_validator("diagnosed_on")(_plausible_date)
+    _name_kept = field_validator("name")(_kept)
 
 
 class DiseaseRead(ResponseModel):

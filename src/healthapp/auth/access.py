@@ -1,7 +1,8 @@
 """Who is calling and what they may do: bearer tokens checked, roles enforced.
 
-Each protected view declares the roles that may call it with ``@requires(...)``; the
-declaration is kept on the view so tests can derive the role matrix from the route table.
+Each protected view declares the roles that may call it with ``@requires(...)`` (and which
+token, access or refresh, it takes); the declaration is kept on the view so tests can derive
+the role matrix from the route table.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def requires(roles: frozenset[Role], *, refresh: bool = False) -> Callable[[F], 
             return view(*args, **kwargs)
 
         wrapper.allowed_roles = roles  # type: ignore[attr-defined]
+        wrapper.token_type = "refresh" if refresh else "access"  # type: ignore[attr-defined]
         _annotate(wrapper, security=[{"BearerAuth": []}])
         return wrapper  # type: ignore[return-value]
 

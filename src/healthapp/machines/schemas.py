@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import StringConstraints, model_validator
+from pydantic import StringConstraints, ValidationInfo, field_validator
 
 from healthapp.pagination import PageQuery
 from healthapp.schemas_common import LongText, Page, RequestModel, ResponseModel, ShortText
@@ -30,12 +30,12 @@ class MachineUpdate(RequestModel):
     manufacturer: ShortText | None = None
     active: bool | None = None
 
-    @model_validator(mode="after")
-    def _required_kept(self) -> MachineUpdate:
-        for name in ("machine_type", "serial_number", "active"):
-            if name in self.model_fields_set and getattr(self, name) is None:
-                raise ValueError(f"{name} may be changed but not removed")
-        return self
+    @field_validator("machine_type", "serial_number", "active")
+    @classmethod
+    def _required_kept(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            raise ValueError(f"{info.field_name} may be changed but not removed")
+        return value
 
 
 class MachineRead(ResponseModel):
