@@ -1,0 +1,139 @@
+"""The accounts service: one unit of work per call, conflicts as 409s, outbox rows."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from healthapp.accounts import service
+from healthapp.accounts.models import Disease, Profile, User
+from healthapp.accounts.schemas import (
+    DiseaseCreate,
+    DiseaseUpdate,
+    ProfileCreate,
+    ProfileUpdate,
+    UserCreate,
+    UserUpdate,
+)
+from healthapp.outbox.models import ReportOutbox
+from healthapp.problems import Problem
+
+
+def _user(session: Any, username: str = "alice", email: str | None = None) -> User:
+    return service.create(
+        session=session,
+        user_in=UserCreate(
+            username=username, email=email or f"{username}@example.com", password="0123456789"
+        ),
+    )
+
+
+def _queued(session: Any, user_id: uuid.UUID) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).select_from(ReportOutbox).where(ReportOutbox.user_id == user_id)
+        )
+    )
+
+
+def test_create_then_get_by_id_and_username(db_session: Any) -> None:
+    user = _user(db_session)
+    assert service.get(session=db_session, user_id=user.id) is user
+    assert service.get_by_username(session=db_session, username="alice") is user
+    assert service.get_by_username(session=db_session, username="bob") is None
+    assert user.password_hash.startswith("$argon2id$")
+
+
+def test_duplicate_email_is_a_409_naming_email_and_rolls_back(db_session: Any) -> None:
+    _user(db_session, "alice", "Alice@Example.com")
+    with pytest.raises(Problem) as caught:
+        _user(db_session, "bob", "ALICE@example.com")
+    assert caught.value.status == 409
+    assert caught.value.errors == [
+        {"loc": ["email"], "msg": "That email address is already registered."}
+    ]
+    # The session is usable again and nothing of bob was stored.
+    assert service.get_by_username(session=db_session, username="bob") is None
+    assert db_session.scalar(select(func.count()).select_from(User)) == 1
+
+
+def test_duplicate_username_is_a_409_naming_username(db_session: Any) -> None:
+    _user(db_session, "alice")
+    with pytest.raises(Problem) as caught:
+        _user(db_session, "alice", "other@example.com")
+    assert caught.value.errors[0]["loc"] == ["username"]
+
+
+def test_update_to_a_taken_email_is_a_409(db_session: Any) -> None:
+    _user(db_session, "alice")
+    bob = _user(db_session, "bob")
+    with pytest.raises(Problem) as caught:
+        service.update(session=db_session, user=bob, user_in=UserUpdate(email="ALICE@example.com"))
+    assert caught.value.status == 409
+    db_session.refresh(bob)
+    assert bob.email == "bob@example.com"
+
+
+def test_every_change_to_what_a_report_shows_is_queued(db_session: Any) -> None:
+    user = _user(db_session)
+    assert _queued(db_session, user.id) == 1
+    profile = service.create_profile(
+        session=db_session, user=user, profile_in=ProfileCreate(blood_group="A+")
+    )
+    service.update_profile(
+        session=db_session, user=user, profile=profile, profile_in=ProfileUpdate(sex="male")
+    )
+    disease = service.create_disease(
+        session=db_session, user=user, disease_in=DiseaseCreate(name="asthma")
+    )
+    service.update_disease(
+        session=db_session, user=user, disease=disease, disease_in=DiseaseUpdate(name="flu")
+    )
+    service.delete_disease(session=db_session, user=user, disease=disease)
+    service.delete_profile(session=db_session, user=user, profile=profile)
+    assert _queued(db_session, user.id) == 7
+
+
+def test_second_profile_is_a_409(db_session: Any) -> None:
+    user = _user(db_session)
+    service.create_profile(session=db_session, user=user, profile_in=ProfileCreate())
+    with pytest.raises(Problem) as caught:
+        service.create_profile(session=db_session, user=user, profile_in=ProfileCreate())
+    assert caught.value.status == 409
+
+
+def test_delete_cascades_to_profile_and_diseases_and_queues_the_user(db_session: Any) -> None:
+    user, other = _user(db_session, "alice"), _user(db_session, "bob")
+    for owner in (user, other):
+        service.create_profile(session=db_session, user=owner, profile_in=ProfileCreate())
+        service.create_disease(
+            session=db_session, user=owner, disease_in=DiseaseCreate(name="asthma")
+        )
+    user_id = user.id
+    queued_before = _queued(db_session, user_id)
+    service.delete(session=db_session, user=user)
+    db_session.expire_all()
+    assert service.get(session=db_session, user_id=user_id) is None
+    assert service.get_profile(session=db_session, user_id=user_id) is None
+    assert (
+        db_session.scalar(
+            select(func.count()).select_from(Disease).where(Disease.user_id == user_id)
+        )
+        == 0
+    )
+    assert _queued(db_session, user_id) == queued_before + 1
+    # Another user's data is untouched.
+    assert service.get_profile(session=db_session, user_id=other.id) is not None
+    assert db_session.scalar(select(func.count()).select_from(Profile)) == 1
+
+
+def test_get_disease_only_finds_the_owners(db_session: Any) -> None:
+    user, other = _user(db_session, "alice"), _user(db_session, "bob")
+    disease = service.create_disease(
+        session=db_session, user=user, disease_in=DiseaseCreate(name="asthma")
+    )
+    assert service.get_disease(session=db_session, user_id=user.id, disease_id=disease.id)
+    assert service.get_disease(session=db_session, user_id=other.id, disease_id=disease.id) is None

@@ -1,0 +1,296 @@
+"""Settings per environment: production refuses missing or default secrets (SPEC §2)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from healthapp import config
+from healthapp.config import ConfigurationError, load_settings
+
+ALL_SETTINGS = (
+    "HEALTHAPP_ENV",
+    "HEALTHAPP_SECRETS_FILE",
+    "SECRET_KEY",
+    "JWT_SECRET_KEY",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "RATELIMIT_ENABLED",
+    "LOGIN_RATE_LIMIT_PER_USER",
+    "LOGIN_RATE_LIMIT_PER_ADDRESS",
+    "UPLOAD_RATE_LIMIT_PER_ADDRESS",
+    "JWT_ACCESS_TOKEN_EXPIRES_SECONDS",
+    "MAX_CONTENT_LENGTH",
+)
+
+# Made-up values, long enough for production, never used anywhere real.
+SECRET = "s3cr3t-" + "k" * 40
+JWT_SECRET = "jwt-" + "j" * 40
+DATABASE_URL = "postgresql://app:db-password-value@db.internal:5432/healthapp"
+REDIS_URL = "redis://:redis-password-value@cache.internal:6379/0"
+PRODUCTION_ENV = {
+    "SECRET_KEY": SECRET,
+    "JWT_SECRET_KEY": JWT_SECRET,
+    "DATABASE_URL": DATABASE_URL,
+    "REDIS_URL": REDIS_URL,
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts from an environment with none of the settings set."""
+    for name in ALL_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+
+
+def _set(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def _refusal(name: str = "production") -> str:
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(name)
+    return str(caught.value)
+
+
+def _assert_no_value_disclosed(message: str) -> None:
+    for value in (SECRET, JWT_SECRET, "db-password-value", "redis-password-value"):
+        assert value not in message
+
+
+# Choosing the environment ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [
+        ("development", config.Development),
+        ("testing", config.Testing),
+        ("TESTING", config.Testing),
+    ],
+)
+def test_environment_is_chosen_by_name(name: str, cls: type[config.Base]) -> None:
+    assert type(load_settings(name)) is cls
+
+
+def test_environment_comes_from_healthapp_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEALTHAPP_ENV", "testing")
+    assert isinstance(load_settings(), config.Testing)
+
+
+def test_development_is_the_default() -> None:
+    assert type(load_settings()) is config.Development
+
+
+def test_unknown_environment_is_refused_with_the_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEALTHAPP_ENV", "staging")
+    message = _refusal(None)  # type: ignore[arg-type]
+    assert "HEALTHAPP_ENV" in message
+    assert "production" in message
+
+
+# Production ----------------------------------------------------------------------------
+
+
+def test_production_starts_with_every_secret_and_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    _set(monkeypatch, PRODUCTION_ENV)
+    settings = load_settings("production")
+    assert isinstance(settings, config.Production)
+    assert settings.SECRET_KEY == SECRET
+    assert settings.JWT_SECRET_KEY == JWT_SECRET
+    assert settings.DATABASE_URL == DATABASE_URL
+    assert settings.REDIS_URL == REDIS_URL
+    assert settings.LOG_JSON is True
+    assert settings.RATELIMIT_ENABLED is True
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL", "REDIS_URL"])
+def test_production_names_the_missing_setting(
+    monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    _set(monkeypatch, {k: v for k, v in PRODUCTION_ENV.items() if k != missing})
+    message = _refusal()
+    assert missing in message
+    _assert_no_value_disclosed(message)
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL", "REDIS_URL"])
+def test_production_treats_an_empty_setting_as_missing(
+    monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    _set(monkeypatch, {**PRODUCTION_ENV, missing: ""})
+    assert missing in _refusal()
+
+
+@pytest.mark.parametrize("key", ["SECRET_KEY", "JWT_SECRET_KEY"])
+def test_production_refuses_the_development_secret(
+    monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    development_secret = config.Development().SECRET_KEY
+    assert development_secret
+    _set(monkeypatch, {**PRODUCTION_ENV, key: development_secret})
+    message = _refusal()
+    assert key in message
+    assert development_secret not in message
+
+
+@pytest.mark.parametrize("key", ["SECRET_KEY", "JWT_SECRET_KEY"])
+def test_production_refuses_a_short_secret_without_printing_it(
+    monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    short = "short-but-real-value"
+    _set(monkeypatch, {**PRODUCTION_ENV, key: short})
+    message = _refusal()
+    assert key in message
+    assert short not in message
+
+
+def test_production_app_factory_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from healthapp.app import create_app
+
+    _set(monkeypatch, {k: v for k, v in PRODUCTION_ENV.items() if k != "JWT_SECRET_KEY"})
+    monkeypatch.setenv("HEALTHAPP_ENV", "production")
+    with pytest.raises(ConfigurationError, match="JWT_SECRET_KEY"):
+        create_app()
+
+
+def test_development_fills_secrets_but_keeps_given_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings("development")
+    assert settings.SECRET_KEY
+    assert settings.JWT_SECRET_KEY
+    monkeypatch.setenv("SECRET_KEY", SECRET)
+    assert load_settings("development").SECRET_KEY == SECRET
+
+
+# The secrets file ----------------------------------------------------------------------
+
+
+def _secrets_file(tmp_path: Path, content: object) -> Path:
+    path = tmp_path / "secrets.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content), "utf-8")
+    return path
+
+
+def test_secrets_file_fills_production_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = _secrets_file(tmp_path, PRODUCTION_ENV)
+    monkeypatch.setenv("HEALTHAPP_SECRETS_FILE", str(path))
+    settings = load_settings("production")
+    assert settings.SECRET_KEY == SECRET
+    assert settings.JWT_SECRET_KEY == JWT_SECRET
+    assert settings.DATABASE_URL == DATABASE_URL
+    assert settings.REDIS_URL == REDIS_URL
+
+
+def test_environment_wins_over_secrets_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from_env = "from-the-environment-" + "e" * 20
+    path = _secrets_file(tmp_path, PRODUCTION_ENV)
+    monkeypatch.setenv("HEALTHAPP_SECRETS_FILE", str(path))
+    monkeypatch.setenv("SECRET_KEY", from_env)
+    chosen = load_settings("production").SECRET_KEY
+    assert chosen == from_env
+
+
+def test_secrets_file_missing_a_key_is_still_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = _secrets_file(tmp_path, {k: v for k, v in PRODUCTION_ENV.items() if k != "SECRET_KEY"})
+    monkeypatch.setenv("HEALTHAPP_SECRETS_FILE", str(path))
+    message = _refusal()
+    assert "SECRET_KEY" in message
+    _assert_no_value_disclosed(message)
+
+
+def test_secrets_file_only_supplies_known_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = _secrets_file(tmp_path, {**PRODUCTION_ENV, "DEBUG": True, "RATELIMIT_ENABLED": False})
+    monkeypatch.setenv("HEALTHAPP_SECRETS_FILE", str(path))
+    settings = load_settings("production")
+    assert settings.DEBUG is False
+    assert settings.RATELIMIT_ENABLED is True
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["{not json", "[1, 2]", '"a string"', ""],
+    ids=["malformed", "array", "string", "empty"],
+)
+def test_unreadable_secrets_file_is_refused_without_its_content(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str
+) -> None:
+    path = _secrets_file(tmp_path, content)
+    monkeypatch.setenv("HEALTHAPP_SECRETS_FILE", str(path))
+    message = _refusal()
+    assert "HEALTHAPP_SECRETS_FILE" in message
+    if content:
+        assert content not in message
+
+
+def test_missing_secrets_file_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HEALTHAPP_SECRETS_FILE", str(tmp_path / "absent.json"))
+    assert "HEALTHAPP_SECRETS_FILE" in _refusal("development")
+
+
+# Other settings ------------------------------------------------------------------------
+
+
+def test_defaults_match_the_spec() -> None:
+    settings = load_settings("development")
+    assert settings.LOGIN_RATE_LIMIT_PER_USER == "5/minute"
+    assert settings.LOGIN_RATE_LIMIT_PER_ADDRESS == "60/minute"
+    assert settings.UPLOAD_RATE_LIMIT_PER_ADDRESS == "120/minute"
+    assert settings.MAX_CONTENT_LENGTH == 16 * 1024 * 1024
+    assert settings.MAX_BULK_ITEMS == 10_000
+    assert settings.SYNC_INTERVAL_SECONDS == 30
+    expires = settings.JWT_ACCESS_TOKEN_EXPIRES
+    assert expires == timedelta(minutes=15)
+    assert settings.RATELIMIT_ENABLED is True
+
+
+def test_testing_turns_rate_limits_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings("testing")
+    assert settings.RATELIMIT_ENABLED is False
+    assert settings.PASSWORD_HASH_FAST is True  # type: ignore[attr-defined]
+    monkeypatch.setenv("RATELIMIT_ENABLED", "1")
+    assert load_settings("testing").RATELIMIT_ENABLED is True
+
+
+def test_integer_settings_are_read_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWT_ACCESS_TOKEN_EXPIRES_SECONDS", "60")
+    expires = load_settings("development").JWT_ACCESS_TOKEN_EXPIRES
+    assert expires == timedelta(seconds=60)
+    monkeypatch.setenv("MAX_CONTENT_LENGTH", "sixteen")
+    assert "MAX_CONTENT_LENGTH" in _refusal("development")
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["LOGIN_RATE_LIMIT_PER_USER", "LOGIN_RATE_LIMIT_PER_ADDRESS", "UPLOAD_RATE_LIMIT_PER_ADDRESS"],
+)
+@pytest.mark.parametrize("value", ["lots", "5", "0/minute", "-1/minute"])
+def test_a_rate_limit_that_would_not_limit_is_refused(
+    monkeypatch: pytest.MonkeyPatch, key: str, value: str
+) -> None:
+    monkeypatch.setenv(key, value)
+    assert key in _refusal("development")
+
+
+def test_rate_limits_accept_the_limits_syntax(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOGIN_RATE_LIMIT_PER_USER", "3 per minute;20/hour")
+    assert load_settings("development").LOGIN_RATE_LIMIT_PER_USER == "3 per minute;20/hour"
+
+
+def test_flask_config_carries_every_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    _set(monkeypatch, PRODUCTION_ENV)
+    mapping = load_settings("production").as_flask_config()
+    for key in ("SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL", "MAX_CONTENT_LENGTH", "TESTING"):
+        assert key in mapping
+    assert all(name.isupper() for name in mapping)
