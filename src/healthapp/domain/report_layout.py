@@ -11,15 +11,16 @@ Keys (``<g>`` is the generation readers are pointed at by ``rpt:current``)::
     rpt:g<g>:{u:<username>}     hash, one per user (hash tag: Redis Cluster keeps it whole):
         m                       meta: profile, diseases, machines, summary, chunk index
         h                       content hash of the document (its version)
-        <h>:<i>                 chunk i of the check-ups, newest first, CHUNK_SIZE per chunk
+        c<i>                    chunk i of the check-ups, newest first, CHUNK_SIZE per chunk
     rpt:sync:stats              hash of the last sync pass's figures (observability)
 
-A chunk is zlib-compressed JSON: an array of compact records ``[id, checkup_type,
-information, machine index, test_taken_by, taken_at µs, created_at µs]``. Machines are
+A chunk is the document's content hash followed by zlib-compressed JSON: an array of
+compact records ``[id, checkup_type, information, machine index, test_taken_by, taken_at µs,
+taken_at text, created_at text]`` (timestamps are rendered once, by the sync). Machines are
 stored once per user in the meta. The meta's chunk index ``[newest µs, oldest µs, count,
 type mask]`` lets a reader fetch only the chunks a page with type and date filters needs.
-Chunk fields carry the content hash, so a reader that raced a rewrite notices (a field is
-missing) and reads again instead of mixing two versions.
+A reader checks each chunk's hash against the meta's, so one that raced a rewrite notices
+and reads again instead of mixing two versions.
 """
 
 from __future__ import annotations
@@ -46,7 +47,11 @@ META_FIELD = "m"
 HASH_FIELD = "h"
 
 # Positions in a compact check-up record.
-R_ID, R_TYPE, R_INFO, R_MACHINE, R_TAKEN_BY, R_TAKEN_AT, R_CREATED_AT = range(7)
+R_ID, R_TYPE, R_INFO, R_MACHINE, R_TAKEN_BY, R_TAKEN_AT, R_TAKEN_AT_TEXT, R_CREATED_AT_TEXT = range(
+    8
+)
+#: Length of the content hash (hex) that starts every stored chunk.
+HASH_LENGTH = 20
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -74,9 +79,9 @@ def username_from_key(key: str) -> str | None:
     return key[start + 3 : -1]
 
 
-def chunk_field(content_hash: str, index: int) -> str:
-    """The hash field of chunk ``index`` of the version ``content_hash``."""
-    return f"{content_hash}:{index}"
+def chunk_field(index: int) -> str:
+    """The hash field of chunk ``index``."""
+    return f"c{index}"
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -96,14 +101,16 @@ def to_micros(moment: datetime) -> int:
 
 
 def encode_chunk(records: Sequence[Sequence[Any]]) -> tuple[bytes, bytes]:
-    """``(raw JSON, stored bytes)`` of a chunk of compact records."""
+    """``(raw JSON, compressed)`` of a chunk of compact records."""
     raw = orjson.dumps(records)
     return raw, zlib.compress(raw, COMPRESSION_LEVEL)
 
 
-def decode_chunk(stored: bytes) -> list[list[Any]]:
-    """The compact records of a stored chunk."""
-    records: list[list[Any]] = orjson.loads(zlib.decompress(stored))
+def decode_chunk(stored: bytes, content_hash: str | None = None) -> list[list[Any]] | None:
+    """The compact records of a stored chunk; ``None`` if it is of another version."""
+    if content_hash is not None and stored[:HASH_LENGTH] != content_hash.encode():
+        return None
+    records: list[list[Any]] = orjson.loads(zlib.decompress(stored[HASH_LENGTH:]))
     return records
 
 
@@ -122,8 +129,9 @@ class ReportDocument:
             META_FIELD: orjson.dumps(self.meta),
             HASH_FIELD: self.content_hash,
         }
+        prefix = self.content_hash.encode()
         for index, chunk in enumerate(self.chunks):
-            stored[chunk_field(self.content_hash, index)] = chunk
+            stored[chunk_field(index)] = prefix + chunk
         return stored
 
 
@@ -136,7 +144,8 @@ def assemble_document(
     machines: dict[str, dict[str, Any]],
     synced_at: datetime,
 ) -> ReportDocument:
-    """Encode a user's report; ``records`` are compact, newest first, machine as its id.
+    """Encode a user's report; ``records`` are compact, newest first, machine as its id
+    (replaced here by its index in the user's machines).
 
     The content hash covers everything but ``synced_at``: an unchanged report keeps its
     version (and its ETag) across rebuilds.

@@ -22,18 +22,18 @@ from healthapp.domain.report_layout import (
     CHUNK_SIZE,
     CURRENT_GENERATION_KEY,
     META_FIELD,
-    R_CREATED_AT,
+    R_CREATED_AT_TEXT,
     R_ID,
     R_INFO,
     R_MACHINE,
     R_TAKEN_AT,
+    R_TAKEN_AT_TEXT,
     R_TAKEN_BY,
     R_TYPE,
     SYNC_STATS_KEY,
     candidate_chunks,
     chunk_field,
     decode_chunk,
-    format_micros,
     machine_of,
     record_matches,
     type_mask,
@@ -102,26 +102,37 @@ class ReportStore:
 
     def get_report(self, username: str, *, filters: CheckupFilter, limit: int) -> ReportPage | None:
         """``username``'s report with one page of check-ups, or ``None`` when there is none."""
+        # Enough chunks for the page when nothing is filtered out; read with the meta.
+        first = math.ceil((limit + 1) / CHUNK_SIZE) + 1
+        fields = [META_FIELD, *(chunk_field(i) for i in range(first))]
         for attempt in range(_ATTEMPTS):
             generation = self.generation(refresh=attempt > 0)
             if generation is None:
                 return None
             key = user_key(generation, username)
-            raw = self.redis.hget(key, META_FIELD)
+            raw, *prefetched = cast(list[bytes | None], self.redis.hmget(key, fields))
             if raw is None:
                 if attempt == 0:
                     continue  # the pointer may have moved on: read it again
                 return None
             meta = orjson.loads(raw)
             try:
-                records, next_key = self._page(key, meta, filters=filters, limit=limit)
+                records, next_key = self._page(
+                    key, meta, dict(enumerate(prefetched)), filters=filters, limit=limit
+                )
             except StoreChanged:
                 continue
             return ReportPage(meta=meta, records=records, next_key=next_key)
         raise StoreChanged
 
     def _page(
-        self, key: str, meta: dict[str, Any], *, filters: CheckupFilter, limit: int
+        self,
+        key: str,
+        meta: dict[str, Any],
+        prefetched: dict[int, bytes | None],
+        *,
+        filters: CheckupFilter,
+        limit: int,
     ) -> tuple[list[list[Any]], tuple[int, str] | None]:
         """Up to ``limit`` matching records, newest first, and the next page's position."""
         chunks = candidate_chunks(
@@ -133,21 +144,24 @@ class ReportStore:
         )
         wanted = limit + 1
         found: list[list[Any]] = []
-        # Enough chunks for the page when nothing is filtered out; twice as many each round.
-        step = math.ceil(wanted / CHUNK_SIZE) + 1
+        step = max(2, len(prefetched))
         position = 0
         while position < len(chunks) and len(found) < wanted:
             indices = chunks[position : position + step]
             position += len(indices)
+            missing = [i for i in indices if prefetched.get(i) is None]
+            if missing:
+                fetched = cast(
+                    list[bytes | None], self.redis.hmget(key, [chunk_field(i) for i in missing])
+                )
+                prefetched.update(zip(missing, fetched, strict=True))
             step *= 2
-            stored = cast(
-                list[bytes | None],
-                self.redis.hmget(key, [chunk_field(meta["hash"], i) for i in indices]),
-            )
-            for blob in stored:
-                if blob is None:
+            for index in indices:
+                blob = prefetched.get(index)
+                records = decode_chunk(blob, meta["hash"]) if blob is not None else None
+                if records is None:
                     raise StoreChanged
-                for record in decode_chunk(blob):
+                for record in records:
                     if record_matches(
                         record,
                         checkup_type=filters.checkup_type,
@@ -179,36 +193,27 @@ class ReportStore:
     def newest_checkups(
         self, usernames: Sequence[str], *, generation: int, per_user: int
     ) -> dict[str, tuple[dict[str, Any], list[list[Any]]]]:
-        """Each user's meta and newest ``per_user`` records, in three round trips."""
+        """Each user's meta and newest ``per_user`` records, in one round trip."""
+        chunks = math.ceil(per_user / CHUNK_SIZE)
+        fields = [META_FIELD, *(chunk_field(i) for i in range(chunks))]
         for _attempt in range(_ATTEMPTS):
             pipe = self.redis.pipeline(transaction=False)
             for name in usernames:
-                pipe.hget(user_key(generation, name), META_FIELD)
-            metas = {
-                name: orjson.loads(raw)
-                for name, raw in zip(usernames, pipe.execute(), strict=True)
-                if raw is not None
-            }
-            pipe = self.redis.pipeline(transaction=False)
-            wanted: dict[str, int] = {}
-            for name, meta in metas.items():
-                count = min(per_user, meta["count"])
-                chunks = math.ceil(count / CHUNK_SIZE)
-                wanted[name] = count
-                pipe.hmget(
-                    user_key(generation, name),
-                    [chunk_field(meta["hash"], i) for i in range(chunks)] or ["-"],
-                )
+                pipe.hmget(user_key(generation, name), fields)
             result: dict[str, tuple[dict[str, Any], list[list[Any]]]] = {}
             try:
-                for (name, meta), blobs in zip(metas.items(), pipe.execute(), strict=True):
+                for name, (raw, *blobs) in zip(usernames, pipe.execute(), strict=True):
+                    if raw is None:
+                        continue
+                    meta = orjson.loads(raw)
+                    wanted = min(per_user, meta["count"])
                     records: list[list[Any]] = []
-                    if wanted[name]:
-                        for blob in blobs:
-                            if blob is None:
-                                raise StoreChanged
-                            records.extend(decode_chunk(blob))
-                    result[name] = (meta, records[: wanted[name]])
+                    for blob in blobs[: math.ceil(wanted / CHUNK_SIZE)]:
+                        decoded = decode_chunk(blob, meta["hash"]) if blob is not None else None
+                        if decoded is None:
+                            raise StoreChanged
+                        records.extend(decoded)
+                    result[name] = (meta, records[:wanted])
             except StoreChanged:
                 continue
             return result
@@ -231,8 +236,8 @@ def checkup_item(meta: dict[str, Any], record: Sequence[Any]) -> dict[str, Any]:
         "checkup": record[R_INFO],
         "machine": machine_of(meta, record[R_MACHINE]),
         "test_taken_by": record[R_TAKEN_BY],
-        "taken_at": format_micros(record[R_TAKEN_AT]),
-        "created_at": format_micros(record[R_CREATED_AT]),
+        "taken_at": record[R_TAKEN_AT_TEXT],
+        "created_at": record[R_CREATED_AT_TEXT],
     }
 
 
@@ -241,7 +246,7 @@ def listed_checkup_item(record: Sequence[Any]) -> dict[str, Any]:
     return {
         "checkup": record[R_INFO],
         "checkup_type": record[R_TYPE],
-        "created_at": format_micros(record[R_CREATED_AT]),
+        "created_at": record[R_CREATED_AT_TEXT],
     }
 
 

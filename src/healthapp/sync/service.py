@@ -171,6 +171,15 @@ def _iso(value: datetime | date | None) -> str | None:
     return value.isoformat()
 
 
+def _iso_sql(column: str) -> str:
+    """SQL rendering ``column`` as the APIs do: UTC, ``Z``, microseconds only if any."""
+    utc = f"({column} AT TIME ZONE 'UTC')"
+    return (
+        f"to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN date_part('microseconds',"
+        f" {column})::bigint % 1000000 = 0 THEN '' ELSE to_char({utc}, '.US') END || 'Z'"
+    )
+
+
 def build_reports(
     *, conn: Connection, usernames: Iterable[str], synced_at: datetime | None = None
 ) -> dict[str, ReportDocument | None]:
@@ -217,10 +226,10 @@ def build_reports(
         row[0]: orjson.loads(row[1])
         for row in conn.execute(
             text(
-                "SELECT user_id, json_agg(json_build_array("
+                "SELECT user_id, json_agg(json_build_array("  # noqa: S608 (fixed SQL only)
                 " id, checkup_type, information, machine_id, test_taken_by,"
                 " (extract(epoch FROM taken_at) * 1000000)::bigint,"
-                " (extract(epoch FROM created_at) * 1000000)::bigint)"
+                f" {_iso_sql('taken_at')}, {_iso_sql('created_at')})"
                 " ORDER BY taken_at DESC, id DESC)::text"
                 " FROM checkups WHERE user_id = ANY(:ids) GROUP BY user_id"
             ),
