@@ -54,6 +54,8 @@ R_ID, R_TYPE, R_INFO, R_MACHINE, R_TAKEN_BY, R_TAKEN_AT, R_TAKEN_AT_TEXT, R_CREA
 HASH_LENGTH = 20
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The summarised value of each check-up type.
+_PRIMARY = {name: entry.primary for name, entry in REGISTRY.items()}
 
 
 def generation_prefix(generation: int) -> str:
@@ -207,8 +209,8 @@ def _summarise(summary: dict[str, dict[str, Any]], record: Sequence[Any]) -> Non
     if entry is None:
         entry = summary[name] = {"count": 0, "latest": None, "min": None, "max": None}
     entry["count"] += 1
-    checkup_type = REGISTRY.get(name)
-    value = record[R_INFO].get(checkup_type.primary) if checkup_type else None
+    primary = _PRIMARY.get(name)
+    value = record[R_INFO].get(primary) if primary else None
     if not isinstance(value, int | float) or isinstance(value, bool):
         return
     if entry["latest"] is None:

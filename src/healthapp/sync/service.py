@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -33,7 +34,6 @@ from healthapp.domain.report_layout import (
     CURRENT_GENERATION_KEY,
     GENERATION_SEQUENCE_KEY,
     HASH_FIELD,
-    R_MACHINE,
     SYNC_STATS_KEY,
     ReportDocument,
     assemble_document,
@@ -180,31 +180,37 @@ def _iso_sql(column: str) -> str:
     )
 
 
-def build_reports(
-    *, conn: Connection, usernames: Iterable[str], synced_at: datetime | None = None
-) -> dict[str, ReportDocument | None]:
-    """Each user's report document, ``None`` for a username no user has any more.
+@dataclass
+class ReportSources:
+    """The rows a batch of reports is built from, as four set-based statements return them."""
 
-    Four set-based statements per call, whatever the number of users and check-ups.
-    """
+    names: list[str]
+    users: list[Any]
+    diseases: dict[uuid.UUID, list[dict[str, Any]]]
+    histories: dict[uuid.UUID, str]
+    machines: dict[str, dict[str, Any]]
+
+
+def fetch_report_sources(*, conn: Connection, usernames: Iterable[str]) -> ReportSources:
+    """Read everything these users' reports show: four statements, whatever the sizes."""
     names = sorted(set(usernames))
-    synced_at = synced_at or datetime.now(UTC)
-    reports: dict[str, ReportDocument | None] = dict.fromkeys(names)
+    sources = ReportSources(names=names, users=[], diseases={}, histories={}, machines={})
     if not names:
-        return reports
-    users = conn.execute(
-        text(
-            "SELECT u.id, u.username, p.user_id AS profile_user, p.avatar, p.blood_group,"
-            " p.date_of_birth, p.sex, p.created_at, p.updated_at"
-            " FROM users u LEFT JOIN profiles p ON p.user_id = u.id"
-            " WHERE u.username = ANY(:names)"
-        ),
-        {"names": names},
-    ).all()
-    if not users:
-        return reports
-    user_ids = [row.id for row in users]
-    diseases: dict[uuid.UUID, list[dict[str, Any]]] = {}
+        return sources
+    sources.users = list(
+        conn.execute(
+            text(
+                "SELECT u.id, u.username, p.user_id AS profile_user, p.avatar, p.blood_group,"
+                " p.date_of_birth, p.sex, p.created_at, p.updated_at"
+                " FROM users u LEFT JOIN profiles p ON p.user_id = u.id"
+                " WHERE u.username = ANY(:names)"
+            ),
+            {"names": names},
+        ).all()
+    )
+    if not sources.users:
+        return sources
+    user_ids = [row.id for row in sources.users]
     for row in conn.execute(
         text(
             "SELECT user_id, id, name, details, diagnosed_on, created_at FROM diseases"
@@ -212,7 +218,7 @@ def build_reports(
         ),
         {"ids": user_ids},
     ):
-        diseases.setdefault(row.user_id, []).append(
+        sources.diseases.setdefault(row.user_id, []).append(
             {
                 "id": str(row.id),
                 "name": row.name,
@@ -221,9 +227,9 @@ def build_reports(
                 "created_at": _iso(row.created_at),
             }
         )
-    # One JSON array per user, newest first; machine ids are replaced by an index later.
-    histories: dict[uuid.UUID, list[list[Any]]] = {
-        row[0]: orjson.loads(row[1])
+    # One JSON array per user, newest first, parsed when the documents are assembled.
+    sources.histories = {
+        row[0]: row[1]
         for row in conn.execute(
             text(
                 "SELECT user_id, json_agg(json_build_array("  # noqa: S608 (fixed SQL only)
@@ -236,15 +242,26 @@ def build_reports(
             {"ids": user_ids},
         )
     }
-    machine_ids = {record[R_MACHINE] for records in histories.values() for record in records}
-    machines = {
+    sources.machines = {
         str(row.id): {"machine_type": row.machine_type, "manufacturer": row.manufacturer}
         for row in conn.execute(
-            text("SELECT id, machine_type, manufacturer FROM machines WHERE id = ANY(:ids)"),
-            {"ids": [uuid.UUID(m) for m in machine_ids]},
+            text(
+                "SELECT id, machine_type, manufacturer FROM machines WHERE id IN"
+                " (SELECT DISTINCT machine_id FROM checkups WHERE user_id = ANY(:ids))"
+            ),
+            {"ids": user_ids},
         )
     }
-    for row in users:
+    return sources
+
+
+def assemble_reports(
+    sources: ReportSources, *, synced_at: datetime | None = None
+) -> dict[str, ReportDocument | None]:
+    """Each user's report document, ``None`` for a username no user has any more."""
+    synced_at = synced_at or datetime.now(UTC)
+    reports: dict[str, ReportDocument | None] = dict.fromkeys(sources.names)
+    for row in sources.users:
         profile = None
         if row.profile_user is not None:
             profile = {
@@ -255,15 +272,27 @@ def build_reports(
                 "created_at": _iso(row.created_at),
                 "updated_at": _iso(row.updated_at),
             }
+        history = sources.histories.get(row.id)
         reports[row.username] = assemble_document(
             username=row.username,
             profile=profile,
-            diseases=diseases.get(row.id, []),
-            records=histories.get(row.id, []),
-            machines=machines,
+            diseases=sources.diseases.get(row.id, []),
+            records=orjson.loads(history) if history else [],
+            machines=sources.machines,
             synced_at=synced_at,
         )
     return reports
+
+
+def build_reports(
+    *, conn: Connection, usernames: Iterable[str], synced_at: datetime | None = None
+) -> dict[str, ReportDocument | None]:
+    """Each user's report document, ``None`` for a username no user has any more.
+
+    Four set-based statements per call, whatever the number of users and check-ups.
+    """
+    sources = fetch_report_sources(conn=conn, usernames=usernames)
+    return assemble_reports(sources, synced_at=synced_at)
 
 
 # Writing -------------------------------------------------------------------------------
@@ -437,15 +466,15 @@ def full_rebuild(
             conn.commit()
             if on_total is not None:
                 on_total(int(total))
-            for names in _usernames_in_batches(conn, batch_size):
-                with conn.begin():
-                    reports = build_reports(conn=conn, usernames=names)
+            # PostgreSQL reads the next batch while this thread assembles and writes one.
+            for sources in _prefetched_sources(engine, batch_size):
+                reports = assemble_reports(sources)
                 write_reports(
                     redis_client=redis_client, generation=generation, reports=reports, atomic=False
                 )
                 _count_batch(stats, reports, entries=0)
                 if progress is not None:
-                    progress(len(names))
+                    progress(len(sources.names))
             redis_client.set(CURRENT_GENERATION_KEY, generation)
             _drop_generations(redis_client, keep=generation)
     except Exception as error:
@@ -456,6 +485,32 @@ def full_rebuild(
     stats.duration_seconds = time.perf_counter() - started
     _record(redis_client, stats)
     return stats
+
+
+def _prefetched_sources(engine: Engine, batch_size: int) -> Iterator[ReportSources]:
+    """Every user's report sources in batches, the next batch read while one is used."""
+
+    def fetch(conn: Connection, after: str) -> ReportSources:
+        with conn.begin():
+            names = list(
+                conn.execute(
+                    text(
+                        "SELECT username FROM users WHERE username > :after"
+                        " ORDER BY username LIMIT :n"
+                    ),
+                    {"after": after, "n": batch_size},
+                ).scalars()
+            )
+            return fetch_report_sources(conn=conn, usernames=names)
+
+    with engine.connect() as conn, ThreadPoolExecutor(max_workers=1) as reader:
+        pending = reader.submit(fetch, conn, "")
+        while True:
+            sources = pending.result()
+            if not sources.names:
+                return
+            pending = reader.submit(fetch, conn, sources.names[-1])
+            yield sources
 
 
 def _next_generation(redis_client: redis.Redis) -> int:
