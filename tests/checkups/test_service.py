@@ -324,3 +324,37 @@ def test_concurrent_uploads_of_shared_ids_in_opposite_orders_do_not_deadlock(app
     assert {first[0], second[0]} <= {200, 201}, (first, second)
     assert first[1]["created"] + second[1]["created"] == 3_000
     assert stored(engine) == 3_000
+
+
+@pytest.mark.parametrize("retry", [False, True], ids=["first-upload", "retry"])
+def test_a_machine_deleted_while_the_upload_runs_fails_it_cleanly(app, engine, people, retry):
+    alice, machine, operator = people["alice"], people["machine"], people["operator"]
+    items = checkup_session(alice.id, people["machine"], 30)
+    if retry:  # a retry takes the staging path: some ids are stored already
+        spare = ApiClient(app, app.test_client()).machine()
+        ingest(app, [{**items[0], "machine_id": str(spare)}], operator.id, atomic=False)
+        items[0]["machine_id"] = str(spare)
+    rows, entries = stored(engine), queued(engine)
+    deleter = psycopg.connect(plain_conninfo(engine))
+    try:
+        deleter.execute("DELETE FROM machines WHERE id = %s", (machine,))
+        outcome: list[Any] = []
+
+        def race() -> None:
+            try:
+                outcome.append(ingest(app, items, operator.id))
+            except Problem as problem:
+                outcome.append(problem)
+
+        racer = threading.Thread(target=race, daemon=True)
+        racer.start()
+        assert _waits_on_a_lock(engine)  # the foreign key check waits for the delete
+        deleter.commit()
+        racer.join(timeout=30)
+    finally:
+        deleter.close()
+    (problem,) = outcome
+    assert isinstance(problem, Problem)
+    assert problem.status == 409
+    assert stored(engine) == rows
+    assert queued(engine) == entries

@@ -1,9 +1,18 @@
 """What the check-ups domain does. Each function is one unit of work and commits once.
 
-The bulk upload is set-based: the validated rows are copied (``COPY``) into a temporary
-staging table, then one ``INSERT … SELECT … ON CONFLICT (id) DO NOTHING`` stores the new
-ones and queues their users' reports in the same statement. Ids that were already stored
-are compared with the staging rows in one more query to tell duplicates from conflicts.
+The bulk upload is set-based and takes one of two paths, in one transaction either way:
+
+- New ids only (a session's first upload, the common case): the rows are copied (binary
+  ``COPY``) straight into ``checkups``, which costs PostgreSQL what ``psql \\copy`` costs
+  it. If an id is stored already (a retry) or by a concurrent upload, the ``COPY`` fails on
+  the primary key, is rolled back to its savepoint, and the upload takes the second path.
+- Some ids seen before (a retry): the rows are copied into a temporary staging table, then
+  one ``INSERT … SELECT … ON CONFLICT (id) DO NOTHING`` stores the new ones (waiting on
+  concurrent uploads of the same ids instead of failing) and one more query compares the
+  rest with what is stored, to tell duplicates from conflicts.
+
+Both queue the report rebuild of every user that got a new check-up, one outbox row per
+user, in the same transaction.
 """
 
 from __future__ import annotations
@@ -84,6 +93,17 @@ WHERE (c.user_id, c.machine_id, c.checkup_type, c.information, c.test_taken_by, 
 ORDER BY s.ord
 """)
 
+_COPY_CHECKUPS = (
+    "COPY checkups (id, user_id, machine_id, checkup_type, information, test_taken_by,"
+    " taken_at, uploaded_by) FROM STDIN (FORMAT BINARY)"
+)
+_CHECKUP_TYPES = ["uuid", "uuid", "uuid", "text", "jsonb", "text", "timestamptz", "uuid"]
+
+_NO_JIT = text("SET LOCAL jit = off")
+_QUEUE_USERS = text(
+    "INSERT INTO report_outbox (user_id, username)"
+    " SELECT id, username FROM users WHERE id = ANY(:ids)"
+)
 _EXISTING_USERS = text("SELECT id FROM users WHERE id = ANY(:ids)")
 _EXISTING_MACHINES = text("SELECT id FROM machines WHERE id = ANY(:ids)")
 
@@ -126,6 +146,8 @@ def ingest_checkups(
     if only_user_id is not None:
         items = _keep_own(items, only_user_id, errors)
     try:
+        # Each statement here is short; compiling one (PostgreSQL's JIT) costs more than it.
+        session.execute(_NO_JIT)
         items = _keep_known(session, items, errors)
         if errors and atomic:
             raise Problem(
@@ -137,8 +159,11 @@ def ingest_checkups(
         if not items:
             session.rollback()
             return IngestOutcome(created=0, duplicates=0, errors=sort_errors(errors))
-        created = _insert_new(session, items, uploaded_by)
-        conflicts = _conflicting_items(session) if created < len(items) else []
+        if _copy_if_all_new(session, items, uploaded_by):
+            created, conflicts = len(items), []
+        else:
+            created = _insert_new(session, items, uploaded_by)
+            conflicts = _conflicting_items(session) if created < len(items) else []
         if conflicts and atomic:
             raise Problem(
                 409,
@@ -147,7 +172,7 @@ def ingest_checkups(
                 errors=[item_error(i, "id", _CONFLICT, "conflict") for i in conflicts],
             )
         session.commit()
-    except IntegrityError:
+    except (IntegrityError, psycopg.errors.ForeignKeyViolation):
         session.rollback()
         # A user or machine checked a moment ago was deleted before the insert.
         raise Problem(
@@ -206,13 +231,66 @@ def _keep_known(
     return kept
 
 
+def _copy_if_all_new(
+    session: Session, items: Sequence[tuple[int, CheckupCreateBase]], uploaded_by: uuid.UUID
+) -> bool:
+    """Copy ``items`` straight into ``checkups`` if none of their ids is stored yet.
+
+    False (and nothing written) when an id appears twice in the upload, or the primary key
+    finds one stored already (a retry) or being stored by a concurrent upload. Trying is
+    cheaper than asking first: most uploads are a session's first.
+    """
+    if len({item.id for _, item in items}) != len(items):
+        return False
+    driver = _driver_connection(session)
+    # In id order (PostgreSQL compares uuids bytewise), as the staging path inserts too:
+    # uploads sharing ids then always wait on each other in one order and never deadlock.
+    ordered = sorted(items, key=lambda pair: pair[1].id.bytes)
+    with _store_errors():
+        try:
+            # A savepoint: a concurrent upload's id fails the COPY, not the transaction.
+            with driver.transaction(), driver.cursor() as cursor:
+                set_json_dumps(orjson.dumps, context=cursor)
+                with cursor.copy(_COPY_CHECKUPS) as copy:
+                    copy.set_types(_CHECKUP_TYPES)
+                    write_row = copy.write_row
+                    for row in _checkup_rows(ordered, uploaded_by):
+                        write_row(row)
+        except psycopg.errors.UniqueViolation:
+            return False
+    session.execute(_QUEUE_USERS, {"ids": list({item.user_id for _, item in items})})
+    return True
+
+
+def _driver_connection(session: Session) -> psycopg.Connection[Any]:
+    driver = session.connection().connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    return driver
+
+
+def _checkup_rows(
+    items: Iterable[tuple[int, CheckupCreateBase]], uploaded_by: uuid.UUID
+) -> Iterator[tuple[Any, ...]]:
+    for _, item in items:
+        fields = item.information.__dict__  # type: ignore[attr-defined]
+        yield (
+            item.id,
+            item.user_id,
+            item.machine_id,
+            item.checkup_type,  # type: ignore[attr-defined]
+            {name: value for name, value in fields.items() if value is not None},
+            item.test_taken_by,
+            item.taken_at,
+            uploaded_by,
+        )
+
+
 def _insert_new(
     session: Session, items: Sequence[tuple[int, CheckupCreateBase]], uploaded_by: uuid.UUID
 ) -> int:
     """Copy ``items`` into the staging table and store the new ones; how many were new."""
     session.execute(text(_STAGING_TABLE))
-    driver = session.connection().connection.driver_connection
-    assert isinstance(driver, psycopg.Connection)
+    driver = _driver_connection(session)
     with _store_errors(), driver.cursor() as cursor:
         # Binary COPY: no text escaping, and PostgreSQL parses no uuid or timestamp text.
         # The cursor's own JSON dumper (orjson) writes ``information``.
