@@ -200,3 +200,21 @@ def test_verify_reports_missing_stale_and_orphaned(api, engine, redis_client, sy
     assert result.missing == [lost.username]
     assert result.stale == [changed.username]
     assert result.orphaned == ["ghost"]
+
+
+def test_incremental_pass_leaves_the_outbox_to_a_running_rebuild(api, engine, sync):
+    from healthapp.sync.service import SYNC_LOCK_KEY
+
+    user = api.user()
+    insert_checkups(engine, user_id=user.id, machine_id=api.machine(), count=2)
+    sync()
+    insert_checkups(engine, user_id=user.id, machine_id=api.machine(), count=1)
+    with engine.connect() as rebuild:
+        rebuild.execute(text("SELECT pg_advisory_lock(:k)"), {"k": SYNC_LOCK_KEY})
+        rebuild.commit()
+        assert sync().skipped
+        rebuild.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SYNC_LOCK_KEY})
+        rebuild.commit()
+    assert outbox_size(engine) == 1
+    assert sync().documents_written == 1
+    assert outbox_size(engine) == 0

@@ -29,7 +29,7 @@ import hashlib
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -89,11 +89,6 @@ def chunk_field(index: int) -> str:
 def format_timestamp(moment: datetime) -> str:
     """A UTC ISO 8601 timestamp ending in ``Z`` (microseconds only when present)."""
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def format_micros(micros: int) -> str:
-    """Microseconds since the epoch as a UTC ISO 8601 timestamp ending in ``Z``."""
-    return format_timestamp(_EPOCH + timedelta(microseconds=micros))
 
 
 def to_micros(moment: datetime) -> int:
