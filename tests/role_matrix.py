@@ -6,7 +6,8 @@ here read those declarations from any Flask app, so the same checks run for the 
 and the Reports API, and a route added later is checked the moment it is registered:
 
 - ``undeclared_views(app)``: view functions that declare nothing (must be empty);
-- ``route_cases(app)``: one ``RouteCase`` per (rule, method), to parametrise tests with;
+- ``route_cases(app)`` / ``route_cases_of(app_factory)``: one ``RouteCase`` per (rule,
+  method), to parametrise tests with;
 - ``check_no_token`` / ``check_role``: the expected answer for no token and for each role;
 - ``check_other_users_resource``: a patient naming another user is answered as if that
   user did not exist (404, never 403).
@@ -114,6 +115,11 @@ def route_cases(app: Flask) -> list[RouteCase]:
                 )
             )
     return sorted(cases, key=lambda case: (case.rule, case.method))
+
+
+def route_cases_of(app_factory: Callable[[], Flask]) -> list[RouteCase]:
+    """The cases of the app ``app_factory`` builds (e.g. at collection time, to parametrise)."""
+    return route_cases(app_factory())
 
 
 def case_ids(cases: Iterable[RouteCase]) -> list[str]:

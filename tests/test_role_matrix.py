@@ -12,25 +12,12 @@ from typing import Any
 
 import pytest
 
-from healthapp import config
-from healthapp.app import create_app
 from healthapp.domain.roles import Role
 from tests import factories, role_matrix
 from tests.factories import ApiClient
+from tests.routes import CORE_CASES as CASES
+from tests.routes import OWNER_ARGUMENT
 
-#: The path argument that names a user in the Core API: callers fill in their own id.
-OWNER_ARGUMENT = "user_id"
-
-
-def _route_table_app() -> Any:
-    """A Core API built only to read its route table; its database is never contacted."""
-    settings = config.Testing()
-    settings.DATABASE_URL = "postgresql://route-table.invalid/unused"
-    settings.REDIS_URL = None
-    return create_app(settings)
-
-
-CASES = role_matrix.route_cases(_route_table_app())
 ROLES = [Role.PATIENT, Role.OPERATOR, Role.ADMIN]
 PER_USER_CASES = [
     case
@@ -128,3 +115,82 @@ def test_patient_naming_another_user_is_answered_as_for_nobody(
         other_values=_own_values(other),
         stranger_values={OWNER_ARGUMENT: uuid.uuid4()},
     )
+
+
+# The matrix itself: it must catch what it is there to catch ------------------------------
+
+
+def _toy_api() -> Any:
+    """A bare API with one route of each kind, to show the checks fail when they should."""
+    from healthapp.auth.access import ADMIN_ONLY, public, requires
+    from healthapp.config import load_settings
+    from healthapp.webapp import new_api
+
+    toy = new_api("toy", title="Toy", settings=load_settings("testing"))
+
+    @toy.get("/undeclared")
+    def undeclared() -> dict[str, str]:
+        return {}
+
+    @toy.get("/claims-admin-only")
+    def claims_admin_only() -> dict[str, str]:  # declares roles it does not enforce
+        return {}
+
+    claims_admin_only.allowed_roles = ADMIN_ONLY  # type: ignore[attr-defined]
+
+    @toy.get("/admin-only")
+    @requires(ADMIN_ONLY)
+    def admin_only() -> dict[str, str]:
+        return {}
+
+    @toy.get("/open")
+    @public
+    def open_route() -> dict[str, str]:
+        return {}
+
+    return toy
+
+
+def _toy_token(toy: Any, role: Role) -> str:
+    from flask_jwt_extended import create_access_token
+
+    with toy.app_context():
+        return str(
+            create_access_token(
+                str(uuid.uuid4()), additional_claims={"username": "toy", "role": role.value}
+            )
+        )
+
+
+def test_matrix_finds_a_route_without_a_declaration() -> None:
+    toy = _toy_api()
+    assert role_matrix.undeclared_views(toy) == ["/undeclared -> undeclared"]
+
+
+def test_matrix_catches_a_role_that_gets_through() -> None:
+    toy = _toy_api()
+    cases = {case.rule: case for case in role_matrix.route_cases(toy)}
+    client = toy.test_client()
+    with pytest.raises(AssertionError):
+        role_matrix.check_no_token(toy, client, cases["/claims-admin-only"])
+    with pytest.raises(AssertionError):
+        role_matrix.check_role(
+            toy,
+            client,
+            cases["/claims-admin-only"],
+            role=Role.PATIENT,
+            token=_toy_token(toy, Role.PATIENT),
+            own_values={},
+        )
+    # The enforced route passes every check.
+    role_matrix.check_no_token(toy, client, cases["/admin-only"])
+    role_matrix.check_no_token(toy, client, cases["/open"])
+    for role in Role:
+        role_matrix.check_role(
+            toy,
+            client,
+            cases["/admin-only"],
+            role=role,
+            token=_toy_token(toy, role),
+            own_values={},
+        )

@@ -1,0 +1,155 @@
+"""Login rate limits (SPEC §4): a 429 problem with Retry-After, in memory or in Redis.
+
+Each test builds its own Core API with rate limiting on; the suite's app keeps it off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import Engine
+
+from healthapp import config
+from healthapp.app import create_app
+from healthapp.extensions import limiter
+from tests.assertions import assert_problem
+from tests.factories import PASSWORD, ApiClient
+
+TOKEN = "/api/v1/auth/token"
+#: How the limits library names its counters in Redis.
+REDIS_KEYS = "LIMITS:LIMITER/healthapp-rl/*"
+
+LimitedApp = Callable[..., Any]
+
+
+@pytest.fixture
+def limited_app(app: Any, database_url: str, engine: Engine) -> Iterator[LimitedApp]:
+    """Builds a Core API with rate limits on (in memory, or in Redis given ``redis_url``)."""
+
+    def build(
+        *,
+        per_user: str = "3/minute",
+        per_address: str = "60/minute",
+        redis_url: str | None = None,
+    ) -> Any:
+        settings = config.Testing()
+        settings.DATABASE_URL = database_url
+        settings.REDIS_URL = redis_url
+        settings.RATELIMIT_ENABLED = True
+        settings.LOGIN_RATE_LIMIT_PER_USER = per_user
+        settings.LOGIN_RATE_LIMIT_PER_ADDRESS = per_address
+        return create_app(settings, engine=engine)
+
+    yield build
+    # Flask-Limiter keeps its storage and on/off switch on the one extension object, not
+    # per app: give it back to the suite's app (limits off), or later tests are limited.
+    limiter.init_app(app)
+
+
+def _attempt(client: Any, username: str, password: str = "not-the-password") -> Any:
+    return client.post(TOKEN, json={"username": username, "password": password})
+
+
+def _assert_rate_limited(response: Any) -> None:
+    body = assert_problem(response, 429)
+    retry_after = int(response.headers["Retry-After"])
+    assert 0 < retry_after <= 60
+    assert "rate limit" in body["detail"].lower()
+
+
+def _assert_per_user_limit(client: Any, username: str) -> None:
+    for _ in range(3):
+        assert_problem(_attempt(client, username), 401)
+    _assert_rate_limited(_attempt(client, username))
+    # The right password does not get past the limit either.
+    _assert_rate_limited(_attempt(client, username, PASSWORD))
+
+
+def test_per_user_limit_in_memory(
+    limited_app: LimitedApp, api: ApiClient, redis_client: redis.Redis
+) -> None:
+    user = api.user()
+    client = limited_app().test_client()
+    _assert_per_user_limit(client, user.username)
+    assert redis_client.keys(REDIS_KEYS) == []
+
+
+def test_per_user_limit_in_redis(
+    limited_app: LimitedApp, api: ApiClient, redis_url: str, redis_client: redis.Redis
+) -> None:
+    user = api.user()
+    client = limited_app(redis_url=redis_url).test_client()
+    _assert_per_user_limit(client, user.username)
+    keys = redis_client.keys(REDIS_KEYS)  # the counters live in Redis
+    assert any(f"login-user:{user.username}".encode() in key for key in keys)
+
+
+def test_limit_is_shared_between_apps_using_the_same_redis(
+    limited_app: LimitedApp, api: ApiClient, redis_url: str, redis_client: redis.Redis
+) -> None:
+    # Two API processes behind a load balancer count the same attempts.
+    user = api.user()
+    first = limited_app(redis_url=redis_url).test_client()
+    for _ in range(3):
+        assert_problem(_attempt(first, user.username), 401)
+    second = limited_app(redis_url=redis_url).test_client()
+    _assert_rate_limited(_attempt(second, user.username))
+
+
+def test_logins_within_the_limit_succeed(limited_app: LimitedApp, api: ApiClient) -> None:
+    user = api.user()
+    client = limited_app().test_client()
+    for _ in range(3):
+        response = _attempt(client, user.username, PASSWORD)
+        assert response.status_code == 200
+        assert int(response.headers["X-RateLimit-Limit"]) == 3
+    _assert_rate_limited(_attempt(client, user.username, PASSWORD))
+
+
+def test_per_user_limit_counts_every_spelling_of_a_username(
+    limited_app: LimitedApp, api: ApiClient
+) -> None:
+    api.user(username="mallory")
+    client = limited_app().test_client()
+    for spelling in ("mallory", "MALLORY", "Mallory"):
+        assert_problem(_attempt(client, spelling), 401)
+    _assert_rate_limited(_attempt(client, "mAlLoRy"))
+
+
+def test_per_user_limit_leaves_other_users_alone(limited_app: LimitedApp, api: ApiClient) -> None:
+    target, bystander = api.user(), api.user()
+    client = limited_app().test_client()
+    for _ in range(4):
+        _attempt(client, target.username)
+    _assert_rate_limited(_attempt(client, target.username))
+    assert _attempt(client, bystander.username, PASSWORD).status_code == 200
+
+
+def test_per_address_limit_counts_every_username(limited_app: LimitedApp, api: ApiClient) -> None:
+    client = limited_app(per_user="100/minute", per_address="2/minute").test_client()
+    assert_problem(_attempt(client, "first-guess"), 401)
+    assert_problem(_attempt(client, "second-guess"), 401)
+    _assert_rate_limited(_attempt(client, "third-guess"))
+
+
+def test_other_endpoints_are_not_login_limited(limited_app: LimitedApp, api: ApiClient) -> None:
+    user = api.user()
+    client = limited_app(per_user="1/minute", per_address="1/minute").test_client()
+    for _ in range(5):
+        response = client.get(f"/api/v1/users/{user.id}", headers=user.headers)
+        assert response.status_code == 200
+
+
+def test_suite_app_is_not_limited_after_a_limited_app(
+    limited_app: LimitedApp, app: Any, api: ApiClient
+) -> None:
+    user = api.user()
+    limited = limited_app(per_user="1/minute").test_client()
+    _attempt(limited, user.username)
+    _assert_rate_limited(_attempt(limited, user.username))
+    limiter.init_app(app)
+    for _ in range(3):
+        assert _attempt(api.client, user.username, PASSWORD).status_code == 200
