@@ -268,3 +268,20 @@ def test_list_query_reads_from_and_to() -> None:
         CheckupListQuery.model_validate(
             {"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}
         )
+
+
+def test_implausible_times_join_the_other_errors_in_item_order() -> None:
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    items = [
+        checkup_item(USER, MACHINE, taken_at=future),
+        checkup_item(USER, MACHINE, "heart_rate", information={"bpm": "fast"}),
+        checkup_item(USER, MACHINE),
+        checkup_item(USER, MACHINE, taken_at="1850-06-01T12:00:00Z"),
+    ]
+    parsed = parse_bulk(body_of(*items), max_items=10)
+    assert [index for index, _ in parsed.valid] == [2]
+    assert [(e["loc"], e["msg"]) for e in parsed.errors] == [
+        (["checkups", 0, "taken_at"], "taken_at must not be in the future"),
+        (["checkups", 1, "information", "bpm"], "Input should be a valid integer"),
+        (["checkups", 3, "taken_at"], "taken_at must not be before 1900"),
+    ]

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import pydantic_core
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -36,17 +35,15 @@ from healthapp.schemas_common import Page, ResponseModel
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 #: Readings older than this are typing mistakes, not history.
 EARLIEST_TAKEN_AT = datetime(1900, 1, 1, tzinfo=UTC)
+_FUTURE = "taken_at must not be in the future"
+_TOO_OLD = "taken_at must not be before 1900"
 
 
-def _plausible_taken_at(value: datetime) -> datetime:
-    if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
-        raise ValueError("taken_at must not be in the future")
-    if value < EARLIEST_TAKEN_AT:
-        raise ValueError("taken_at must not be before 1900")
-    return value
-
-
-TakenAt = Annotated[AwareDatetime, AfterValidator(_plausible_taken_at)]
+#: ``taken_at``; how far in the future or past it may be is checked by ``parse_bulk``.
+TakenAt = Annotated[
+    AwareDatetime,
+    Field(description="With a timezone; not before 1900, not ahead of the server's clock."),
+]
 TakenBy = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 CheckupTypeName = Literal[CHECKUP_TYPE_NAMES]  # type: ignore[valid-type]
 
@@ -139,14 +136,39 @@ def parse_bulk(body: bytes, *, max_items: int) -> BulkParse:
     try:
         parsed = _BULK_ADAPTER.validate_json(body)
     except ValidationError as error:
-        return _split_invalid(body, error, max_items=max_items)
-    items = parsed.checkups
-    if len(items) > max_items:
-        raise TooManyItems(len(items))
-    return BulkParse(total=len(items), valid=list(enumerate(items)), errors=[])
+        total, valid, errors = _split_invalid(body, error, max_items=max_items)
+    else:
+        total, valid, errors = len(parsed.checkups), list(enumerate(parsed.checkups)), []
+        if total > max_items:
+            raise TooManyItems(total)
+    implausible = _implausible_taken_at(valid)
+    if implausible:
+        errors = sorted([*errors, *implausible], key=lambda e: e["loc"][1])
+        rejected = {e["loc"][1] for e in implausible}
+        valid = [(index, item) for index, item in valid if index not in rejected]
+    return BulkParse(total=total, valid=valid, errors=errors)
 
 
-def _split_invalid(body: bytes, error: ValidationError, *, max_items: int) -> BulkParse:
+def _implausible_taken_at(items: list[tuple[int, CheckupCreateBase]]) -> list[dict[str, Any]]:
+    """Errors for readings stamped in the future (beyond clock skew) or before 1900.
+
+    One loop after validation: a validator on the field costs a Python call per item, which
+    was a third of the time to validate a 10,000-item upload.
+    """
+    latest = datetime.now(UTC) + MAX_CLOCK_SKEW
+    errors = []
+    for index, item in items:
+        taken_at = item.taken_at
+        if taken_at > latest:
+            errors.append(item_error(index, "taken_at", _FUTURE, "value_error"))
+        elif taken_at < EARLIEST_TAKEN_AT:
+            errors.append(item_error(index, "taken_at", _TOO_OLD, "value_error"))
+    return errors
+
+
+def _split_invalid(
+    body: bytes, error: ValidationError, *, max_items: int
+) -> tuple[int, list[tuple[int, CheckupCreateBase]], list[dict[str, Any]]]:
     errors = [_item_error(e) for e in pydantic_errors(error)]
     if not all(_is_item_error(e) for e in errors):
         raise EnvelopeError(error)
@@ -162,11 +184,7 @@ def _split_invalid(body: bytes, error: ValidationError, *, max_items: int) -> Bu
         )
     except ValidationError:  # pragma: no cover - the kept items validated the first time
         raise EnvelopeError(error) from None
-    return BulkParse(
-        total=len(raw_items),
-        valid=list(zip(kept, again.checkups, strict=True)),
-        errors=errors,
-    )
+    return len(raw_items), list(zip(kept, again.checkups, strict=True)), errors
 
 
 def _is_item_error(error: dict[str, Any]) -> bool:
