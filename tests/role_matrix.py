@@ -1,7 +1,7 @@
 """The role matrix of an API, derived from its route table.
 
 Every view declares who may call it (``@requires(...)`` or ``@public`` in
-``healthapp.auth.access``, or ``allowed_roles`` set by hand on health views). The helpers
+``healthapp.auth.access``, or ``allowed_roles`` set by hand on health views). The functions
 here read those declarations from any Flask app, so the same checks run for the Core API
 and the Reports API, and a route added later is checked the moment it is registered:
 
@@ -35,8 +35,6 @@ FRAMEWORK_ENDPOINT_PREFIXES = ("openapi.",)
 IMPLICIT_METHODS = frozenset({"HEAD", "OPTIONS"})
 #: Methods whose requests carry a JSON body in the matrix (an empty object).
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-CALLERS: tuple[Role | None, ...] = (None, Role.PATIENT, Role.OPERATOR, Role.ADMIN)
 
 _MISSING = object()
 

@@ -143,7 +143,7 @@ def test_other_endpoints_are_not_login_limited(limited_app: LimitedApp, api: Api
         assert response.status_code == 200
 
 
-def test_suite_app_is_not_limited_after_a_limited_app(
+def test_handing_the_limiter_back_turns_limits_off_for_the_suite_app(
     limited_app: LimitedApp, app: Any, api: ApiClient
 ) -> None:
     user = api.user()
