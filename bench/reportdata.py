@@ -75,7 +75,8 @@ def seed(url: str, *, users: int, per_user: int, first: int = 0, machines: int =
     """``users`` patients (numbered from ``first``) with ``per_user`` check-ups each.
 
     Set-based: a handful of INSERT ... SELECT generate_series statements. Each patient also
-    gets a profile and a disease, as a real report has.
+    gets a profile and a disease, as a real report has. Rows land in the table as bulk
+    uploads would put them: sessions of 10 check-ups, one user's sessions spread over time.
     """
     with psycopg.connect(url) as conn:
         conn.execute(
@@ -112,6 +113,8 @@ def seed(url: str, *, users: int, per_user: int, first: int = 0, machines: int =
             f" FROM users u CROSS JOIN generate_series(1, {int(per_user)}) AS n"
             " CROSS JOIN (SELECT array_agg(id ORDER BY serial_number) AS ids FROM machines) m"
             f" WHERE u.{span}"
+            # Stored as uploads arrive: sessions of 10 readings, users' sessions interleaved.
+            " ORDER BY n / 10, u.username, n"
         )
         conn.execute("ANALYZE")
 
