@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Two commands for a machine with only Python 3.11+: ``python3 dev.py run`` and ``python3 dev.py test``.
+"""Two commands for a machine with only Python 3.11+: ``dev.py run`` and ``dev.py test``.
 
 Each makes ``.venv`` on first use, installs the project into it (again whenever
 pyproject.toml changes), then runs the whole stack (``healthapp run``) or the test suite
@@ -23,7 +23,7 @@ STAMP = VENV / ".installed-pyproject-sha256"
 
 def ensure_environment() -> None:
     """Create the virtual environment and install the project with its dev extras."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 (this script runs before the venv exists)
         sys.exit("Python 3.11 or newer is required")
     if not (BIN / "python").exists():
         print("creating .venv", flush=True)
@@ -32,8 +32,8 @@ def ensure_environment() -> None:
     if not STAMP.exists() or STAMP.read_text() != digest:
         print("installing the project and its dependencies into .venv", flush=True)
         pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
-        subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
-        subprocess.run([*pip, "install", "-e", f"{ROOT}[dev]"], check=True)
+        subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)  # noqa: S603
+        subprocess.run([*pip, "install", "-e", f"{ROOT}[dev]"], check=True)  # noqa: S603
         STAMP.write_text(digest)
 
 
@@ -48,7 +48,7 @@ def main(argv: list[str]) -> int:
     else:
         args = [str(BIN / "python"), "-m", "pytest", *rest]
     os.chdir(ROOT)
-    return subprocess.call(args)
+    return subprocess.call(args)  # noqa: S603
 
 
 if __name__ == "__main__":
