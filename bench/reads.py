@@ -39,12 +39,11 @@ def create_baseline_app() -> Any:
     from flask import Response
 
     from healthapp.auth.access import ALL_ROLES, current_principal, requires
-    from healthapp.domain.report_layout import R_ID, R_TAKEN_AT, decode_chunk
+    from healthapp.domain.report_layout import R_ID, R_TAKEN_AT, decode_chunk, report_body
     from healthapp.extensions import make_engine
     from healthapp.json_provider import dumps_bytes
     from healthapp.pagination import encode_cursor
     from healthapp.problems import not_found
-    from healthapp.reports.store import ReportPage, report_body
     from healthapp.sync.service import build_reports
     from healthapp.webapp import new_api, register_health
 
@@ -72,10 +71,10 @@ def create_baseline_app() -> Any:
         if len(records) > limit:
             last = records[limit - 1]
             next_key = (last[R_TAKEN_AT], last[R_ID])
-        page = ReportPage(meta=document.meta, records=records[:limit], next_key=next_key)
         cursor = encode_cursor(list(next_key)) if next_key else None
         return app.response_class(
-            dumps_bytes(report_body(page, cursor)), mimetype="application/json"
+            dumps_bytes(report_body(document.meta, records[:limit], cursor)),
+            mimetype="application/json",
         )
 
     def check_postgresql() -> None:

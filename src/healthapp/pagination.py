@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from healthapp.domain.cursors import encode_cursor as encode_cursor
 from healthapp.problems import Problem
 
 DEFAULT_LIMIT = 50
@@ -29,11 +30,6 @@ class PageQuery(BaseModel):
 
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
     cursor: str | None = Field(None, max_length=512)
-
-
-def encode_cursor(key: list[Any]) -> str:
-    """The opaque cursor for the keyset position ``key``."""
-    return base64.urlsafe_b64encode(orjson.dumps(key)).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str, *, arity: int) -> list[Any]:

@@ -12,6 +12,7 @@ Keys (``<g>`` is the generation readers are pointed at by ``rpt:current``)::
         m                       meta: profile, diseases, machines, summary, chunk index
         h                       content hash of the document (its version)
         c<i>                    chunk i of the check-ups, newest first, CHUNK_SIZE per chunk
+        p                       the first page, rendered: what a client gets most often
     rpt:sync:stats              hash of the last sync pass's figures (observability)
 
 A chunk is the document's content hash followed by zlib-compressed JSON: an array of
@@ -21,6 +22,12 @@ stored once per user in the meta. The meta's chunk index ``[newest µs, oldest �
 type mask]`` lets a reader fetch only the chunks a page with type and date filters needs.
 A reader checks each chunk's hash against the meta's, so one that raced a rewrite notices
 and reads again instead of mixing two versions.
+
+The first page (the newest ``FIRST_PAGE_SIZE`` check-ups, no filter: what the mobile app
+asks for each time it opens) is also stored as the response body it is, rendered by the
+sync with the same functions a reader uses for any other page: the content hash, the
+``synced_at`` text, a NUL byte, then the zlib-compressed JSON body. Serving it costs one
+field read and no decoding or encoding.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from typing import Any
 import orjson
 
 from healthapp.domain.checkup_types import REGISTRY
+from healthapp.domain.cursors import encode_cursor
 
 LAYOUT_VERSION = 1
 CHUNK_SIZE = 64
@@ -45,6 +53,9 @@ GENERATION_SEQUENCE_KEY = "rpt:seq"
 SYNC_STATS_KEY = "rpt:sync:stats"
 META_FIELD = "m"
 HASH_FIELD = "h"
+FIRST_PAGE_FIELD = "p"
+#: Check-ups on the stored first page: the default page size of the report (SPEC §3).
+FIRST_PAGE_SIZE = 50
 
 # Positions in a compact check-up record.
 R_ID, R_TYPE, R_INFO, R_MACHINE, R_TAKEN_BY, R_TAKEN_AT, R_TAKEN_AT_TEXT, R_CREATED_AT_TEXT = range(
@@ -111,20 +122,47 @@ def decode_chunk(stored: bytes, content_hash: str | None = None) -> list[list[An
     return records
 
 
+def encode_first_page(content_hash: str, synced_at: str, body: dict[str, Any]) -> bytes:
+    """The stored form of a rendered first page."""
+    compressed = zlib.compress(orjson.dumps(body), COMPRESSION_LEVEL)
+    return f"{content_hash}{synced_at}\x00".encode() + compressed
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPage:
+    """A rendered first page as a reader gets it: its version, ``synced_at`` and body."""
+
+    version: str
+    synced_at: str
+    body: bytes
+
+
+def decode_first_page(stored: bytes) -> StoredPage:
+    """The version, ``synced_at`` and JSON body of a stored first page."""
+    separator = stored.index(b"\x00", HASH_LENGTH)
+    return StoredPage(
+        version=stored[:HASH_LENGTH].decode(),
+        synced_at=stored[HASH_LENGTH:separator].decode(),
+        body=zlib.decompress(stored[separator + 1 :]),
+    )
+
+
 @dataclass
 class ReportDocument:
-    """One user's report as the sync writes it: the meta and the stored chunks."""
+    """One user's report as the sync writes it: the meta, the chunks and the first page."""
 
     username: str
     content_hash: str
     meta: dict[str, Any]
     chunks: list[bytes] = field(default_factory=list)
+    first_page: bytes = b""
 
     def fields(self) -> dict[str, bytes | str]:
         """Every hash field of the user's key."""
         stored: dict[str, bytes | str] = {
             META_FIELD: orjson.dumps(self.meta),
             HASH_FIELD: self.content_hash,
+            FIRST_PAGE_FIELD: self.first_page,
         }
         for index, chunk in enumerate(self.chunks):
             stored[chunk_field(index)] = chunk
@@ -194,7 +232,24 @@ def assemble_document(
         "hash": content_hash,
         "synced_at": format_timestamp(synced_at),
     }
-    return ReportDocument(username=username, content_hash=content_hash, meta=meta, chunks=chunks)
+    first_page = encode_first_page(content_hash, meta["synced_at"], first_page_body(meta, records))
+    return ReportDocument(
+        username=username,
+        content_hash=content_hash,
+        meta=meta,
+        chunks=chunks,
+        first_page=first_page,
+    )
+
+
+def first_page_body(meta: dict[str, Any], records: Sequence[Sequence[Any]]) -> dict[str, Any]:
+    """The report with its first page of check-ups, from all its records newest first."""
+    page = records[:FIRST_PAGE_SIZE]
+    cursor = None
+    if len(records) > FIRST_PAGE_SIZE:
+        last = page[-1]
+        cursor = encode_cursor([last[R_TAKEN_AT], last[R_ID]])
+    return report_body(meta, page, cursor)
 
 
 def _summarise(summary: dict[str, dict[str, Any]], record: Sequence[Any]) -> None:
@@ -276,6 +331,37 @@ def machine_of(meta: dict[str, Any], index: int) -> dict[str, Any]:
     """The machine a record names by its index in the user's machines."""
     machine_id, machine_type, manufacturer = meta["machines"][index]
     return {"id": machine_id, "machine_type": machine_type, "manufacturer": manufacturer}
+
+
+# Rendering (SPEC §7) --------------------------------------------------------------------
+
+
+def checkup_item(meta: dict[str, Any], record: Sequence[Any]) -> dict[str, Any]:
+    """A check-up of the single-user report."""
+    return {
+        "id": record[R_ID],
+        "checkup_type": record[R_TYPE],
+        "checkup": record[R_INFO],
+        "machine": machine_of(meta, record[R_MACHINE]),
+        "test_taken_by": record[R_TAKEN_BY],
+        "taken_at": record[R_TAKEN_AT_TEXT],
+        "created_at": record[R_CREATED_AT_TEXT],
+    }
+
+
+def report_body(
+    meta: dict[str, Any], records: Sequence[Sequence[Any]], next_cursor: str | None
+) -> dict[str, Any]:
+    """The single-user report document with one page of check-ups."""
+    return {
+        "username": meta["username"],
+        "profile": meta["profile"],
+        "diseases": meta["diseases"],
+        "checkups": [checkup_item(meta, record) for record in records],
+        "next_cursor": next_cursor,
+        "summary": meta["summary"],
+        "synced_at": meta["synced_at"],
+    }
 
 
 def usernames_of(keys: Iterable[bytes | str]) -> set[str]:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from healthapp.domain.checkup_types import CHECKUP_TYPE_NAMES
+from healthapp.domain.report_layout import FIRST_PAGE_SIZE
 from healthapp.pagination import PageQuery
 from healthapp.schemas_common import AwareDatetime
 
@@ -26,6 +27,16 @@ class ReportQuery(PageQuery):
     checkup_type: CheckupTypeName | None = None
     from_: AwareDatetime | None = Field(None, alias="from")
     to: AwareDatetime | None = None
+
+    def is_first_page(self) -> bool:
+        """Whether this asks for the stored first page: no filter, no cursor, default size."""
+        return (
+            self.limit == FIRST_PAGE_SIZE
+            and self.cursor is None
+            and self.checkup_type is None
+            and self.from_ is None
+            and self.to is None
+        )
 
     @model_validator(mode="after")
     def _ordered(self) -> ReportQuery:

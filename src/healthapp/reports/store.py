@@ -21,20 +21,19 @@ import redis
 from healthapp.domain.report_layout import (
     CHUNK_SIZE,
     CURRENT_GENERATION_KEY,
+    FIRST_PAGE_FIELD,
     META_FIELD,
     R_CREATED_AT_TEXT,
     R_ID,
     R_INFO,
-    R_MACHINE,
     R_TAKEN_AT,
-    R_TAKEN_AT_TEXT,
-    R_TAKEN_BY,
     R_TYPE,
     SYNC_STATS_KEY,
+    StoredPage,
     candidate_chunks,
     chunk_field,
     decode_chunk,
-    machine_of,
+    decode_first_page,
     record_matches,
     type_mask,
     user_key,
@@ -99,6 +98,20 @@ class ReportStore:
     def ping(self) -> None:
         """Raise unless Redis answers."""
         self.redis.ping()
+
+    def first_page(self, username: str) -> StoredPage | None:
+        """``username``'s stored first page; ``None`` when there is none (no report, or one
+        written before first pages were stored: read it with ``get_report``)."""
+        for attempt in range(2):
+            generation = self.generation(refresh=attempt > 0)
+            if generation is None:
+                return None
+            stored = cast(
+                bytes | None, self.redis.hget(user_key(generation, username), FIRST_PAGE_FIELD)
+            )
+            if stored is not None:
+                return decode_first_page(stored)
+        return None
 
     def get_report(self, username: str, *, filters: CheckupFilter, limit: int) -> ReportPage | None:
         """``username``'s report with one page of check-ups, or ``None`` when there is none."""
@@ -228,39 +241,12 @@ class ReportStore:
 # Serialising ---------------------------------------------------------------------------
 
 
-def checkup_item(meta: dict[str, Any], record: Sequence[Any]) -> dict[str, Any]:
-    """A check-up of the single-user report (SPEC §7)."""
-    return {
-        "id": record[R_ID],
-        "checkup_type": record[R_TYPE],
-        "checkup": record[R_INFO],
-        "machine": machine_of(meta, record[R_MACHINE]),
-        "test_taken_by": record[R_TAKEN_BY],
-        "taken_at": record[R_TAKEN_AT_TEXT],
-        "created_at": record[R_CREATED_AT_TEXT],
-    }
-
-
 def listed_checkup_item(record: Sequence[Any]) -> dict[str, Any]:
     """A check-up of the all-users report (the seed's sample structure)."""
     return {
         "checkup": record[R_INFO],
         "checkup_type": record[R_TYPE],
         "created_at": record[R_CREATED_AT_TEXT],
-    }
-
-
-def report_body(page: ReportPage, next_cursor: str | None) -> dict[str, Any]:
-    """The single-user report document (SPEC §7)."""
-    meta = page.meta
-    return {
-        "username": meta["username"],
-        "profile": meta["profile"],
-        "diseases": meta["diseases"],
-        "checkups": [checkup_item(meta, record) for record in page.records],
-        "next_cursor": next_cursor,
-        "summary": meta["summary"],
-        "synced_at": meta["synced_at"],
     }
 
 

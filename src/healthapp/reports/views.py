@@ -9,7 +9,7 @@ from apiflask import APIBlueprint
 from flask import Response, current_app, request
 
 from healthapp.auth.access import ALL_ROLES, STAFF, current_principal, requires
-from healthapp.domain.report_layout import to_micros
+from healthapp.domain.report_layout import report_body, to_micros
 from healthapp.json_provider import dumps_bytes
 from healthapp.pagination import bad_cursor, decode_cursor, encode_cursor
 from healthapp.problems import not_found
@@ -19,7 +19,6 @@ from healthapp.reports.store import (
     ReportStore,
     entity_tag,
     listed_checkup_item,
-    report_body,
 )
 from healthapp.request_parsing import query_args
 
@@ -38,9 +37,10 @@ def _query_key() -> str:
     return "&".join(f"{k}={v}" for k, v in sorted(request.args.items(multi=True)))
 
 
-def _conditional(body: dict[str, Any], *, etag: str, last_modified: str | None) -> Response:
+def _conditional(body: dict[str, Any] | bytes, *, etag: str, last_modified: str | None) -> Response:
     """``body`` with its validators; a 304 when the client's copy is current."""
-    response = current_app.response_class(dumps_bytes(body), mimetype="application/json")
+    encoded = body if isinstance(body, bytes) else dumps_bytes(body)
+    response = current_app.response_class(encoded, mimetype="application/json")
     response.set_etag(etag)
     if last_modified:
         response.last_modified = datetime.fromisoformat(last_modified)
@@ -67,6 +67,14 @@ def get_report(username: str, query: ReportQuery) -> Response:
     principal = current_principal()
     if not principal.role.sees_everyone and principal.username != username:
         raise not_found("report")
+    if query.is_first_page():
+        stored = report_store().first_page(username)
+        if stored is not None:
+            return _conditional(
+                stored.body,
+                etag=entity_tag(stored.version, _query_key()),
+                last_modified=stored.synced_at,
+            )
     filters = CheckupFilter(
         checkup_type=query.checkup_type,
         from_micros=to_micros(query.from_) if query.from_ else None,
@@ -78,7 +86,7 @@ def get_report(username: str, query: ReportQuery) -> Response:
         raise not_found("report")
     next_cursor = encode_cursor(list(page.next_key)) if page.next_key else None
     return _conditional(
-        report_body(page, next_cursor),
+        report_body(page.meta, page.records, next_cursor),
         etag=entity_tag(page.version, _query_key()),
         last_modified=page.synced_at,
     )
