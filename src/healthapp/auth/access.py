@@ -7,6 +7,8 @@ the role matrix from the route table.
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +16,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from apiflask.scaffold import _annotate
-from flask import g
+from flask import current_app, g, request
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt.exceptions import PyJWTError
@@ -53,15 +55,77 @@ def unauthorized(detail: str = "A valid bearer access token is required.") -> Pr
     return Problem(401, detail, headers={"WWW-Authenticate": 'Bearer realm="healthapp"'})
 
 
+class VerifiedTokens:
+    """The principals of recently verified tokens, until each token expires.
+
+    A mobile client sends the same access token with every request for its lifetime;
+    checking its signature and claims once instead of on every request takes the most
+    expensive step off the read path. Only tokens that passed the full check are kept, by
+    their exact text, so a forged, altered or expired token is never admitted from here.
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self.capacity = capacity
+        self._entries: dict[tuple[str, str], tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token: str, token_type: str) -> Principal | None:
+        """The principal of ``token`` if it was verified and has not expired since."""
+        entry = self._entries.get((token, token_type))
+        if entry is None:
+            return None
+        principal, expires_at = entry
+        if time.time() >= expires_at:
+            with self._lock:
+                self._entries.pop((token, token_type), None)
+            return None
+        return principal
+
+    def put(self, token: str, token_type: str, principal: Principal, expires_at: float) -> None:
+        """Remember a verified token (the oldest one makes room when full)."""
+        with self._lock:
+            if len(self._entries) >= self.capacity:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[(token, token_type)] = (principal, expires_at)
+
+
+def bearer_token() -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, if the request has one."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token if scheme == "Bearer" and token and " " not in token else None
+
+
+VERIFIED_TOKENS_EXTENSION = "healthapp.verified_tokens"
+
+
+def verified_tokens() -> VerifiedTokens:
+    """The current app's cache of verified tokens (one per app: each has its own key)."""
+    cache: VerifiedTokens | None = current_app.extensions.get(VERIFIED_TOKENS_EXTENSION)
+    if cache is None:
+        cache = current_app.extensions.setdefault(VERIFIED_TOKENS_EXTENSION, VerifiedTokens())
+    return cache
+
+
 def principal_from_token(*, refresh: bool = False) -> Principal:
+    token_type = "refresh" if refresh else "access"
+    token = bearer_token()
+    cache = verified_tokens()
+    if token is not None:
+        known = cache.get(token, token_type)
+        if known is not None:
+            return known
     try:
         verify_jwt_in_request(refresh=refresh)
         claims = get_jwt()
-        return Principal(
+        principal = Principal(
             id=uuid.UUID(claims["sub"]), username=claims["username"], role=Role(claims["role"])
         )
-    except (JWTExtendedException, PyJWTError, KeyError, ValueError) as exc:
+        expires_at = float(claims["exp"])
+    except (JWTExtendedException, PyJWTError, KeyError, ValueError, TypeError) as exc:
         raise unauthorized() from exc
+    if token is not None:
+        cache.put(token, token_type, principal, expires_at)
+    return principal
 
 
 def current_principal() -> Principal:
