@@ -27,7 +27,8 @@ from prometheus_client import (
 )
 
 REQUEST_ID_HEADER = "X-Request-ID"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+#: A request id a client may choose; any other is replaced by a generated one.
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 HTTP_REQUESTS = Counter(
     "healthapp_http_requests_total",
@@ -113,7 +114,7 @@ def register_observability(app: APIFlask, *, api: str) -> None:
     @app.before_request
     def start_request() -> None:
         supplied = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        g.request_id = supplied if REQUEST_ID.match(supplied) else uuid.uuid4().hex
         g.request_started = time.perf_counter()
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=g.request_id)

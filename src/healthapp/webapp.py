@@ -135,23 +135,33 @@ def register_openapi_conventions(app: APIFlask) -> None:
         return spec
 
 
+def security_headers(path: str, *, hsts: bool) -> list[tuple[str, str]]:
+    """The headers every response to ``path`` carries; health data is never stored by
+    shared caches."""
+    headers = [
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Referrer-Policy", "no-referrer"),
+    ]
+    if path.startswith("/api/"):
+        # Private to the caller; revalidate every time (ETag makes that cheap).
+        headers.append(("Cache-Control", "private, no-cache"))
+        headers.append(("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"))
+    if hsts:
+        headers.append(("Strict-Transport-Security", "max-age=63072000; includeSubDomains"))
+    return headers
+
+
 def register_security_headers(app: APIFlask, *, hsts: bool) -> None:
-    """Headers every response carries; health data is never stored by shared caches."""
+    """Add :func:`security_headers` to every response (a view's own values stand)."""
+    api_headers = security_headers("/api/", hsts=hsts)
+    other_headers = security_headers("/", hsts=hsts)
 
     @app.after_request
     def add_security_headers(response: Response) -> Response:
         headers = response.headers
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Referrer-Policy", "no-referrer")
-        if request.path.startswith("/api/"):
-            # Private to the caller; revalidate every time (ETag makes that cheap).
-            headers.setdefault("Cache-Control", "private, no-cache")
-            headers.setdefault(
-                "Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"
-            )
-        if hsts:
-            headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+        for name, value in api_headers if request.path.startswith("/api/") else other_headers:
+            headers.setdefault(name, value)
         return response
 
 

@@ -8,6 +8,7 @@ from flask import Response
 
 from healthapp.config import Base
 from healthapp.extensions import make_redis
+from healthapp.reports.first_page import FirstPageServer
 from healthapp.reports.store import ReportStore
 from healthapp.webapp import new_api, register_health
 
@@ -21,6 +22,7 @@ def create_app(
     register_blueprints(app)
     register_health(app, {"redis": store.ping})
     register_sync_metrics(app, store)
+    app.wsgi_app = FirstPageServer(app, store, api="reports")  # type: ignore[method-assign]
     return app
 
 

@@ -1,0 +1,155 @@
+"""The report's first page served straight from its stored rendering (SPEC §7, §9).
+
+``GET /api/v1/users/<username>/`` without a query is what the mobile app asks for each time
+it opens, and the sync stores that page already rendered. This WSGI layer in front of the
+Flask app answers exactly that request when everything about it is ordinary: a token this
+process has already verified, a caller who may read the report, no ``Origin`` (CORS) and
+no ``If-Modified-Since``. It sends the same status, headers and body the Flask view would
+(a test compares the two), counts the request in the same metrics and writes the same
+access log line, at a fraction of the cost. Anything else — a new or bad token, another
+user's report, a filter, a missing report, a store error — goes on to the Flask app,
+which answers it as it answers every request.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from email.utils import format_datetime, formatdate
+from typing import Any
+
+import redis
+import structlog
+from apiflask import APIFlask
+
+from healthapp.auth.access import VERIFIED_TOKENS_EXTENSION, VerifiedTokens
+from healthapp.observability import HTTP_LATENCY, HTTP_REQUESTS, REQUEST_ID, REQUEST_ID_HEADER
+from healthapp.reports.store import ReportStore, entity_tag
+from healthapp.webapp import security_headers
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+#: The Flask rule of the report view: the route label of its metrics and log lines.
+ROUTE = "/api/v1/users/<username>/"
+_PATH = re.compile(r"/api/v1/users/([a-z0-9._-]{3,32})/")
+_DECLINING_HEADERS = ("HTTP_ORIGIN", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_RANGE", "HTTP_RANGE")
+
+
+class FirstPageServer:
+    """WSGI middleware: the stored first page for the ordinary request, Flask for the rest."""
+
+    def __init__(self, app: APIFlask, store: ReportStore, *, api: str) -> None:
+        self.app = app
+        self.flask_app: WSGIApp = app.wsgi_app
+        self.store = store
+        self.api = api
+        self.access_log = structlog.get_logger("healthapp.access")
+        self._log_enabled = logging.getLogger("healthapp.access").isEnabledFor
+        self._headers = security_headers("/api/", hsts=app.config.get("NAME") == "production")
+        self._requests = {
+            status: HTTP_REQUESTS.labels(api, ROUTE, "GET", str(status)) for status in (200, 304)
+        }
+        self._latency = HTTP_LATENCY.labels(api, ROUTE)
+        self._dates: tuple[int, str] = (0, "")
+        self._last_modified_texts: dict[str, str] = {}
+
+    def _date(self) -> str:
+        """The ``Date`` header: the current second, formatted once a second."""
+        now = int(time.time())
+        second, text = self._dates
+        if second != now:
+            text = formatdate(now, usegmt=True)
+            self._dates = (now, text)
+        return text
+
+    def _last_modified(self, synced_at: str) -> str:
+        """``synced_at`` as an HTTP date; a sync pass gives many reports the same one."""
+        text = self._last_modified_texts.get(synced_at)
+        if text is None:
+            if len(self._last_modified_texts) >= 4096:
+                self._last_modified_texts.clear()
+            text = self._last_modified_texts[synced_at] = _http_date(synced_at)
+        return text
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        started = time.perf_counter()
+        answer = self._answer(environ)
+        if answer is None:
+            return self.flask_app(environ, start_response)
+        status, headers, body, request_id = answer
+        start_response("200 OK" if status == 200 else "304 NOT MODIFIED", headers)
+        elapsed = time.perf_counter() - started
+        self._requests[status].inc()
+        self._latency.observe(elapsed)
+        if self._log_enabled(logging.INFO):
+            self.access_log.info(
+                "request",
+                request_id=request_id,
+                method="GET",
+                route=ROUTE,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+            )
+        return [body]
+
+    def _answer(
+        self, environ: dict[str, Any]
+    ) -> tuple[int, list[tuple[str, str]], bytes, str] | None:
+        """Status, headers, body and request id; ``None`` to leave the request to Flask."""
+        if environ.get("REQUEST_METHOD") != "GET" or environ.get("QUERY_STRING"):
+            return None
+        path = _PATH.fullmatch(environ.get("PATH_INFO", ""))
+        if path is None or any(name in environ for name in _DECLINING_HEADERS):
+            return None
+        tokens: VerifiedTokens | None = self.app.extensions.get(VERIFIED_TOKENS_EXTENSION)
+        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if tokens is None or scheme != "Bearer" or not token:
+            return None
+        principal = tokens.get(token, "access")
+        username = path.group(1)
+        if principal is None or not (
+            principal.role.sees_everyone or principal.username == username
+        ):
+            return None
+        try:
+            stored = self.store.first_page(username)
+        except redis.RedisError:
+            return None  # the Flask view meets the same error and answers the problem
+        if stored is None:
+            return None
+        supplied = environ.get("HTTP_X_REQUEST_ID", "")
+        request_id = supplied if REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        etag = f'"{entity_tag(stored.version, "")}"'
+        headers = [
+            ("Date", self._date()),
+            ("ETag", etag),
+            (REQUEST_ID_HEADER, request_id),
+            *self._headers,
+        ]
+        if _matches(environ.get("HTTP_IF_NONE_MATCH"), etag):
+            return 304, headers, b"", request_id  # without the entity's headers, as Flask
+        headers += [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(stored.body))),
+            ("Last-Modified", self._last_modified(stored.synced_at)),
+        ]
+        return 200, headers, stored.body, request_id
+
+
+def _http_date(synced_at: str) -> str:
+    """``synced_at`` as an HTTP date (whole seconds, as ``Last-Modified`` carries)."""
+    return format_datetime(datetime.fromisoformat(synced_at).replace(microsecond=0), usegmt=True)
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an ``If-None-Match`` header names ``etag`` (weak comparison, RFC 9110)."""
+    if not if_none_match:
+        return False
+    candidates = [candidate.strip() for candidate in if_none_match.split(",")]
+    return "*" in candidates or any(
+        candidate.removeprefix("W/") == etag for candidate in candidates
+    )

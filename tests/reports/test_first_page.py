@@ -1,0 +1,265 @@
+"""The stored first page, and the WSGI layer that serves it (SPEC §7, §9).
+
+What a client receives must not depend on which of the two paths answered: these tests
+send each request through both and compare status, headers and body byte for byte.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+import pytest
+from flask import request_started
+from werkzeug.test import Client, TestResponse
+
+from healthapp.auth.access import Principal, VerifiedTokens
+from healthapp.domain.report_layout import FIRST_PAGE_SIZE, report_body
+from healthapp.domain.roles import Role
+from healthapp.json_provider import dumps_bytes
+from healthapp.pagination import encode_cursor
+from healthapp.reports.store import CheckupFilter
+from tests.factories import insert_checkups
+
+
+def add_checkups(api: Any, engine: Any, user: Any, count: int) -> None:
+    """``count`` heart-rate check-ups for ``user`` (and the report change they make)."""
+    machine = api.machine("heart_rate")
+    insert_checkups(engine, user_id=user.id, machine_id=machine, count=count)
+
+
+def bearer(user: Any, **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {user.access_token}", **extra}
+
+
+@contextmanager
+def flask_requests(app: Any) -> Iterator[list[str]]:
+    """The paths of the requests the Flask app itself handled meanwhile."""
+    seen: list[str] = []
+
+    def record(_sender: Any, **_extra: Any) -> None:
+        from flask import request
+
+        seen.append(request.path)
+
+    with request_started.connected_to(record, app):
+        yield seen
+
+
+def both(app: Any, path: str, headers: dict[str, str]) -> tuple[TestResponse, TestResponse]:
+    """The same request through the whole app (the layer first) and through Flask alone."""
+    served = Client(app).get(path, headers=headers)
+    flask_only = Client(app.wsgi_app.flask_app).get(path, headers=headers)
+    return served, flask_only
+
+
+def assert_same(served: TestResponse, flask_only: TestResponse) -> None:
+    assert served.status == flask_only.status
+    assert dict(served.headers.items()) == dict(flask_only.headers.items()), (
+        sorted(served.headers.items()),
+        sorted(flask_only.headers.items()),
+    )
+    assert served.get_data() == flask_only.get_data()
+
+
+@pytest.mark.parametrize("count", [0, 7, FIRST_PAGE_SIZE, FIRST_PAGE_SIZE + 1, 130])
+def test_first_page_is_what_flask_answers(api, engine, sync, reports, reports_app, count):
+    patient = api.user()
+    add_checkups(api, engine, patient, count)
+    sync()
+    headers = bearer(patient, **{"X-Request-ID": "first-page-1"})
+    reports.get(f"/api/v1/users/{patient.username}/", headers=headers)  # verifies the token
+
+    with flask_requests(reports_app) as handled:
+        served, flask_only = both(reports_app, f"/api/v1/users/{patient.username}/", headers)
+
+    assert handled == [f"/api/v1/users/{patient.username}/"]  # only the Flask-only call
+    assert served.status_code == 200
+    assert_same(served, flask_only)
+    assert len(served.json["checkups"]) == min(count, FIRST_PAGE_SIZE)
+    assert (served.json["next_cursor"] is not None) == (count > FIRST_PAGE_SIZE)
+
+
+def test_stored_page_is_the_page_a_reader_builds(api, engine, sync, reports_app):
+    patient = api.user()
+    add_checkups(api, engine, patient, 130)
+    sync()
+    store = reports_app.extensions["healthapp.report_store"]
+
+    stored = store.first_page(patient.username)
+    page = store.get_report(patient.username, filters=CheckupFilter(), limit=FIRST_PAGE_SIZE)
+
+    cursor = encode_cursor(list(page.next_key))
+    assert stored.body == dumps_bytes(report_body(page.meta, page.records, cursor))
+    assert stored.version == page.version
+    assert stored.synced_at == page.synced_at
+
+
+def test_revalidation_answers_304_on_either_path(api, engine, sync, reports, reports_app):
+    patient = api.user()
+    add_checkups(api, engine, patient, 60)
+    sync()
+    path = f"/api/v1/users/{patient.username}/"
+    first = reports.get(path, headers=bearer(patient, **{"X-Request-ID": "rv-1"}))
+    etag = first.headers["ETag"]
+
+    for condition in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+        headers = bearer(patient, **{"X-Request-ID": "rv-1", "If-None-Match": condition})
+        with flask_requests(reports_app) as handled:
+            served, flask_only = both(reports_app, path, headers)
+        assert served.status_code == 304, condition
+        assert handled == [path]
+        assert_same(served, flask_only)
+
+    stale = bearer(patient, **{"X-Request-ID": "rv-1", "If-None-Match": '"stale"'})
+    served, flask_only = both(reports_app, path, stale)
+    assert served.status_code == 200
+    assert_same(served, flask_only)
+
+
+def test_a_changed_report_gets_a_new_first_page_and_etag(api, engine, sync, reports):
+    patient = api.user()
+    add_checkups(api, engine, patient, 5)
+    sync()
+    path = f"/api/v1/users/{patient.username}/"
+    before = reports.get(path, headers=bearer(patient))
+
+    api.post(f"/api/v1/users/{patient.id}/profile", patient, json={"sex": "female"})
+    sync()
+    after = reports.get(path, headers=bearer(patient, **{"If-None-Match": before.headers["ETag"]}))
+
+    assert after.status_code == 200
+    assert after.headers["ETag"] != before.headers["ETag"]
+    assert after.json["profile"]["sex"] == "female"
+
+
+@pytest.mark.parametrize(
+    "variant",
+    ["another user's report", "query", "origin", "unknown token", "no report", "post"],
+)
+def test_anything_unusual_is_left_to_flask(api, engine, sync, reports, reports_app, variant):
+    patient, other = api.user(), api.user()
+    add_checkups(api, engine, patient, 3)
+    add_checkups(api, engine, other, 3)
+    sync()
+    reports.get(f"/api/v1/users/{patient.username}/", headers=bearer(patient))
+    path, headers, method = f"/api/v1/users/{patient.username}/", bearer(patient), "GET"
+    if variant == "another user's report":
+        path = f"/api/v1/users/{other.username}/"
+    elif variant == "query":
+        path += "?limit=2"
+    elif variant == "origin":
+        headers["Origin"] = "https://app.example"
+    elif variant == "unknown token":
+        headers = bearer(api.user(Role.OPERATOR))  # a token this process has not seen
+    elif variant == "no report":
+        path = "/api/v1/users/nobody-here/"
+        headers = bearer(api.user(Role.ADMIN))
+        reports.get(path, headers=headers)
+    elif variant == "post":
+        method = "POST"
+
+    with flask_requests(reports_app) as handled:
+        response = reports.open(path, method=method, headers=headers)
+
+    assert handled == [path.partition("?")[0]]
+    expected = {
+        "another user's report": 404,
+        "query": 200,
+        "origin": 200,
+        "unknown token": 200,
+        "no report": 404,
+        "post": 405,
+    }[variant]
+    assert response.status_code == expected
+
+
+def test_a_forged_token_is_never_admitted(api, engine, sync, reports):
+    patient = api.user()
+    add_checkups(api, engine, patient, 3)
+    sync()
+    path = f"/api/v1/users/{patient.username}/"
+    assert reports.get(path, headers=bearer(patient)).status_code == 200
+    header, payload, signature = patient.access_token.split(".")
+    forged = f"{header}.{payload}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
+
+    response = reports.get(path, headers={"Authorization": f"Bearer {forged}"})
+
+    assert response.status_code == 401
+    assert response.mimetype == "application/problem+json"
+
+
+def test_the_metrics_count_requests_either_path_answered(api, engine, sync, reports):
+    patient = api.user()
+    add_checkups(api, engine, patient, 3)
+    sync()
+    path = f"/api/v1/users/{patient.username}/"
+
+    def count() -> float:
+        text = reports.get("/metrics").get_data(as_text=True)
+        return sum(
+            float(line.rpartition(" ")[2])
+            for line in text.splitlines()
+            if line.startswith("healthapp_http_requests_total{")
+            and 'route="/api/v1/users/<username>/"' in line
+            and 'status="200"' in line
+            and 'api="reports"' in line
+        )
+
+    before = count()
+    for _ in range(3):
+        assert reports.get(path, headers=bearer(patient)).status_code == 200
+    assert count() - before == 3
+
+
+def principal() -> Principal:
+    return Principal(id=uuid.uuid4(), username="someone", role=Role.PATIENT)
+
+
+def test_verified_tokens_forget_a_token_once_it_expires():
+    tokens = VerifiedTokens()
+    tokens.put("fresh", "access", principal(), time.time() + 60)
+    tokens.put("expired", "access", principal(), time.time() - 1)
+
+    assert tokens.get("fresh", "access") is not None
+    assert tokens.get("fresh", "refresh") is None
+    assert tokens.get("expired", "access") is None
+
+
+def test_verified_tokens_keep_at_most_their_capacity():
+    tokens = VerifiedTokens(capacity=3)
+    for n in range(5):
+        tokens.put(f"t{n}", "access", principal(), time.time() + 60)
+
+    assert [tokens.get(f"t{n}", "access") is not None for n in range(5)] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+    ]
+
+
+def test_first_page_body_is_json_of_the_documented_shape(api, engine, sync, reports):
+    patient = api.user()
+    add_checkups(api, engine, patient, 2)
+    sync()
+    path = f"/api/v1/users/{patient.username}/"
+    reports.get(path, headers=bearer(patient))
+
+    response = reports.get(path, headers=bearer(patient))
+
+    assert response.mimetype == "application/json"
+    assert list(orjson.loads(response.get_data())) == [
+        "username",
+        "profile",
+        "diseases",
+        "checkups",
+        "next_cursor",
+        "summary",
+        "synced_at",
+    ]
