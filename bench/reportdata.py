@@ -11,11 +11,11 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -228,11 +228,13 @@ def get(base: str, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
 
 def tokens(subjects: Sequence[tuple[str, str]], role: str = "patient") -> list[str]:
     """Access tokens for ``(user id, username)`` pairs, signed with the servers' key."""
+    from datetime import timedelta
+
     from flask import Flask
     from flask_jwt_extended import JWTManager, create_access_token
 
     app = Flask("bench-tokens")
-    app.config.update(JWT_SECRET_KEY=JWT_SECRET, JWT_ACCESS_TOKEN_EXPIRES=False)
+    app.config.update(JWT_SECRET_KEY=JWT_SECRET, JWT_ACCESS_TOKEN_EXPIRES=timedelta(hours=2))
     JWTManager(app)
     with app.app_context():
         return [
@@ -275,59 +277,101 @@ class LoadResult:
         return statistics.median(self.latencies_ms) if self.latencies_ms else float("nan")
 
 
+class _KeepAlive:
+    """A minimal HTTP/1.1 keep-alive client on a raw socket.
+
+    The load generator shares the machine's cores with the server it measures, so each
+    request costs it as little as possible: the request bytes are built once, and a
+    response is read by its ``Content-Length`` without parsing the rest.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.address = (host, port)
+        self.sock: socket.socket | None = None
+        self.buffer = b""
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+        self.sock, self.buffer = None, b""
+
+    def fetch(self, request: bytes) -> int:
+        """Send ``request``; the status of the response, once its body has been read."""
+        if self.sock is None:
+            self.sock = socket.create_connection(self.address, timeout=30)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.sendall(request)
+        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
+            self._receive()
+        head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
+        status = int(head[9:12])
+        length = 0
+        closing = False
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"connection" and value.strip().lower() == b"close":
+                closing = True
+        while len(self.buffer) < length:
+            self._receive()
+        self.buffer = self.buffer[length:]
+        if closing:
+            self.close()
+        return status
+
+    def _receive(self) -> None:
+        assert self.sock is not None
+        data = self.sock.recv(262_144)
+        if not data:
+            raise ConnectionError("the server closed the connection")
+        self.buffer += data
+
+
 def _client_process(
     base: str,
     requests: list[tuple[str, str]],
-    threads: int,
+    offset: int,
     seconds: float,
     warmup: float,
     queue: multiprocessing.Queue,  # type: ignore[type-arg]
 ) -> None:
-    """``threads`` closed-loop clients, each on one keep-alive connection."""
+    """One closed-loop client on one keep-alive connection: a request, its whole
+    response, the next request."""
     host, port = base.split(":")
+    prepared = [
+        (
+            f"GET {path} HTTP/1.1\r\nHost: {base}\r\nAuthorization: Bearer {token}\r\n"
+            "Accept: application/json\r\n\r\n"
+        ).encode()
+        for path, token in requests
+    ]
+    client = _KeepAlive(host, int(port))
     start = time.monotonic() + warmup
     stop = start + seconds
-    results: list[tuple[list[float], int]] = []
-    lock = threading.Lock()
-
-    def client(offset: int) -> None:
-        conn = http.client.HTTPConnection(host, int(port), timeout=30)
-        latencies: list[float] = []
-        errors = 0
-        i = offset
-        while True:
-            path, token = requests[i % len(requests)]
-            i += 7
-            began = time.monotonic()
-            if began >= stop:
-                break
-            try:
-                conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
-                response = conn.getresponse()
-                response.read()
-                ok = response.status == 200
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conn = http.client.HTTPConnection(host, int(port), timeout=30)
-                ok = False
-            ended = time.monotonic()
-            if began >= start:
-                if ok:
-                    latencies.append((ended - began) * 1000)
-                else:
-                    errors += 1
-        conn.close()
-        with lock:
-            results.append((latencies, errors))
-
-    workers = [
-        threading.Thread(target=client, args=(n * 9973 + os.getpid(),)) for n in range(threads)
-    ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    queue.put(([ms for lat, _ in results for ms in lat], sum(errors for _, errors in results)))
+    latencies: list[float] = []
+    errors = 0
+    i = offset
+    while True:
+        request = prepared[i % len(prepared)]
+        i += 7
+        began = time.monotonic()
+        if began >= stop:
+            break
+        try:
+            ok = client.fetch(request) == 200
+        except (OSError, ValueError):
+            client.close()
+            ok = False
+        ended = time.monotonic()
+        if began >= start:
+            if ok:
+                latencies.append((ended - began) * 1000)
+            else:
+                errors += 1
+    client.close()
+    queue.put((latencies, errors))
 
 
 def run_load(
@@ -337,20 +381,15 @@ def run_load(
     clients: int,
     seconds: float,
     warmup: float = 2.0,
-    processes: int = 4,
 ) -> LoadResult:
-    """``clients`` concurrent closed-loop clients (spread over ``processes`` processes, so
-    the load generator is not one GIL) for ``seconds`` after ``warmup``."""
-    processes = max(1, min(processes, clients))
+    """``clients`` concurrent closed-loop clients for ``seconds`` after ``warmup``, each a
+    process of its own (no client waits on another's interpreter lock)."""
     queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
-    per_process = [
-        clients // processes + (1 if n < clients % processes else 0) for n in range(processes)
-    ]
     workers = [
         multiprocessing.Process(
-            target=_client_process, args=(base, requests, threads, seconds, warmup, queue)
+            target=_client_process, args=(base, requests, n * 9973, seconds, warmup, queue)
         )
-        for threads in per_process
+        for n in range(clients)
     ]
     for worker in workers:
         worker.start()
