@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
 #: Settings that are secrets: never logged, never defaulted in production.
 SECRET_KEYS = ("SECRET_KEY", "JWT_SECRET_KEY")
+#: The settings naming the stores; production requires those its process uses.
+STORES = ("DATABASE_URL", "REDIS_URL")
 #: Settings holding a rate limit such as ``5/minute`` (several separated by ``;``).
 RATE_LIMIT_KEYS = (
     "LOGIN_RATE_LIMIT_PER_USER",
@@ -117,8 +120,9 @@ class Base:
         names = {n for n in dir(self) if n.isupper()}
         return {name: getattr(self, name) for name in names}
 
-    def validate(self) -> None:
-        """Refuse settings this environment cannot run with."""
+    def validate(self, *, stores: Sequence[str] = STORES) -> None:
+        """Refuse settings this environment cannot run with (``stores``: the URLs this
+        process needs)."""
 
 
 class Development(Base):
@@ -156,14 +160,14 @@ class Production(Base):
         super().__init__()
         self.LOG_JSON = True
 
-    def validate(self) -> None:
+    def validate(self, *, stores: Sequence[str] = STORES) -> None:
         for key in SECRET_KEYS:
             value = getattr(self, key)
             if not value or value == _DEVELOPMENT_SECRET:
                 raise ConfigurationError(f"{key} must be set to a secret value in production")
             if len(value) < 32:
                 raise ConfigurationError(f"{key} must be at least 32 characters in production")
-        for key in ("DATABASE_URL", "REDIS_URL"):
+        for key in stores:
             if not getattr(self, key):
                 raise ConfigurationError(f"{key} must be set in production")
 
@@ -171,13 +175,14 @@ class Production(Base):
 ENVIRONMENTS: dict[str, type[Base]] = {cls.NAME: cls for cls in (Development, Testing, Production)}
 
 
-def load_settings(name: str | None = None) -> Base:
-    """Build and validate the settings for ``name`` (default: ``HEALTHAPP_ENV``)."""
+def load_settings(name: str | None = None, *, stores: Sequence[str] = STORES) -> Base:
+    """Build and validate the settings for ``name`` (default: ``HEALTHAPP_ENV``) for a
+    process that uses ``stores`` (the Reports API: Redis only)."""
     name = (name or os.environ.get("HEALTHAPP_ENV") or "development").lower()
     try:
         settings = ENVIRONMENTS[name]()
     except KeyError as exc:
         choices = ", ".join(sorted(ENVIRONMENTS))
         raise ConfigurationError(f"HEALTHAPP_ENV must be one of: {choices}") from exc
-    settings.validate()
+    settings.validate(stores=stores)
     return settings

@@ -118,6 +118,27 @@ def test_production_names_the_missing_setting(
     _assert_no_value_disclosed(message)
 
 
+def test_the_reports_api_in_production_needs_no_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    from healthapp.reports.app import create_app
+
+    _set(monkeypatch, {k: v for k, v in PRODUCTION_ENV.items() if k != "DATABASE_URL"})
+    monkeypatch.setenv("HEALTHAPP_ENV", "production")
+
+    assert "DATABASE_URL" in _refusal()  # the Core API, the worker and the CLI need it
+    app = create_app()
+    assert app.config["DATABASE_URL"] is None
+
+
+def test_the_reports_api_in_production_needs_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    from healthapp.reports.app import create_app
+
+    _set(monkeypatch, {k: v for k, v in PRODUCTION_ENV.items() if k != "REDIS_URL"})
+    monkeypatch.setenv("HEALTHAPP_ENV", "production")
+
+    with pytest.raises(ConfigurationError, match="REDIS_URL"):
+        create_app()
+
+
 @pytest.mark.parametrize("missing", ["SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL", "REDIS_URL"])
 def test_production_treats_an_empty_setting_as_missing(
     monkeypatch: pytest.MonkeyPatch, missing: str

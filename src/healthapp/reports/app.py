@@ -6,7 +6,7 @@ import redis
 from apiflask import APIFlask
 from flask import Response
 
-from healthapp.config import Base
+from healthapp.config import Base, load_settings
 from healthapp.extensions import make_redis
 from healthapp.reports.first_page import FirstPageServer
 from healthapp.reports.store import ReportStore
@@ -17,6 +17,7 @@ def create_app(
     settings: Base | None = None, *, redis_client: redis.Redis | None = None
 ) -> APIFlask:
     """Build the Reports API from ``settings`` (default: from the environment)."""
+    settings = settings or load_settings(stores=("REDIS_URL",))  # it never opens PostgreSQL
     app = new_api(__name__, title="MyHealthApp Reports API", api_name="reports", settings=settings)
     store = register_extensions(app, redis_client=redis_client)
     register_blueprints(app)
