@@ -182,7 +182,7 @@ def serve(
         **env,
     }
     exe = shutil.which("gunicorn") or str(Path(sys.executable).with_name("gunicorn"))
-    command = [exe, "-c", "python:healthapp.gunicorn_conf", app, "--no-control-socket"]
+    command = [exe, "-c", "python:healthapp.gunicorn_conf", app]
     if chdir is not None:
         command += ["--chdir", str(chdir)]
     with log.open("wb") as log_file:
