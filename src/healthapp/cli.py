@@ -106,30 +106,19 @@ def run(host: str, core_port: int, reports_port: int, workers: int) -> None:
 
 
 def _gunicorn(app: str, host: str, port: int, workers: int) -> list[str]:
-    command = [
+    """gunicorn with the project's configuration (``healthapp.gunicorn_conf``)."""
+    return [
         sys.executable,
         "-m",
         "gunicorn",
+        "--config",
+        "python:healthapp.gunicorn_conf",
         app,
         "--bind",
         f"{host}:{port}",
         "--workers",
         str(workers),
-        "--threads",
-        "4",
-        "--access-logfile",
-        "-",
     ]
-    if _gunicorn_has_control_socket():
-        # Both APIs would otherwise share one control socket path.
-        command.append("--no-control-socket")
-    return command
-
-
-def _gunicorn_has_control_socket() -> bool:
-    from gunicorn.config import KNOWN_SETTINGS
-
-    return any(setting.name == "control_socket" for setting in KNOWN_SETTINGS)
 
 
 def _supervise(commands: dict[str, list[str]], env: dict[str, str]) -> None:
