@@ -6,6 +6,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
 from sqlalchemy import text
 
 from healthapp.domain.roles import Role
@@ -218,3 +219,47 @@ def test_incremental_pass_leaves_the_outbox_to_a_running_rebuild(api, engine, sy
     assert outbox_size(engine) == 1
     assert sync().documents_written == 1
     assert outbox_size(engine) == 0
+
+
+def test_a_pass_sends_no_command_spanning_two_hash_slots(api, engine, redis_client, sync):
+    """What Redis Cluster requires: no MULTI, and every command's keys in one slot."""
+    from redis.crc import key_slot
+
+    admin = api.user(Role.ADMIN)
+    staying, leaving = api.user(), api.user()
+    machine = api.machine()
+    for user in (staying, leaving):
+        insert_checkups(engine, user_id=user.id, machine_id=machine, count=3)
+    sync()
+    insert_checkups(engine, user_id=staying.id, machine_id=machine, count=2)
+    assert api.delete(f"/api/v1/users/{leaving.id}", admin).status_code == 204
+
+    commands: list[list[str]] = []
+    monitor_client = redis.Redis(connection_pool=redis_client.connection_pool)
+    ready = threading.Event()
+
+    def watch() -> None:
+        with monitor_client.monitor() as monitor:
+            ready.set()
+            for entry in monitor.listen():
+                words = entry["command"].split()
+                if words[:2] == ["ECHO", "end-of-pass"]:
+                    return
+                commands.append(words)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    ready.wait(5)
+    stats = sync()
+    redis_client.echo("end-of-pass")
+    watcher.join(10)
+
+    assert stats.documents_written == 1
+    assert stats.documents_removed == 1
+    names = [words[0].upper() for words in commands]
+    assert "MULTI" not in names
+    assert "RENAME" in names
+    for words in commands:
+        if words[0].upper() in ("RENAME", "DEL", "HSET", "ZADD", "ZREM") and len(words) > 1:
+            keys = [words[1], words[2]] if words[0].upper() == "RENAME" else [words[1]]
+            assert len({key_slot(key.strip('"').encode()) for key in keys}) == 1, words

@@ -13,6 +13,8 @@ Keys (``<g>`` is the generation readers are pointed at by ``rpt:current``)::
         h                       content hash of the document (its version)
         c<i>                    chunk i of the check-ups, newest first, CHUNK_SIZE per chunk
         p                       the first page, rendered: what a client gets most often
+    rpt:g<g>:{u:<username>}:new the next report while it is written; renamed over the live
+                                key when whole (same hash tag: same Redis Cluster slot)
     rpt:sync:stats              hash of the last sync pass's figures (observability)
 
 A chunk is the document's content hash followed by zlib-compressed JSON: an array of
@@ -77,6 +79,11 @@ def generation_prefix(generation: int) -> str:
 def user_key(generation: int, username: str) -> str:
     """The hash holding ``username``'s report in ``generation``."""
     return f"rpt:g{generation}:{{u:{username}}}"
+
+
+def staging_key(generation: int, username: str) -> str:
+    """Where ``username``'s next report is written before it replaces the live one."""
+    return f"{user_key(generation, username)}:new"
 
 
 def users_index_key(generation: int) -> str:

@@ -39,6 +39,7 @@ from healthapp.domain.report_layout import (
     assemble_document,
     format_timestamp,
     generation_prefix,
+    staging_key,
     user_key,
     usernames_of,
     users_index_key,
@@ -303,26 +304,32 @@ def write_reports(
     redis_client: redis.Redis,
     generation: int,
     reports: dict[str, ReportDocument | None],
-    atomic: bool = True,
 ) -> None:
     """Replace these users' reports in ``generation`` (``None``: remove it) in one pipeline.
 
-    ``atomic`` wraps the pipeline in MULTI/EXEC, so readers see each user's old report or
-    the new one, never a mix; the full rebuild writes a generation nobody reads yet and
-    skips it.
+    Each report is written whole under a staging key and renamed over the live one, so a
+    reader sees the old report or the new one, never a mix. No command spans two users:
+    the staging key shares the user's hash tag, so on Redis Cluster both live in one slot,
+    and the users index is updated by commands of its own.
     """
     index = users_index_key(generation)
-    pipe = redis_client.pipeline(transaction=atomic)
+    pipe = redis_client.pipeline(transaction=False)
+    removed = []
     for username, document in reports.items():
         key = user_key(generation, username)
-        pipe.delete(key)
         if document is None:
-            pipe.zrem(index, username)
-        else:
-            pipe.hset(key, mapping=document.fields())  # type: ignore[arg-type]
+            pipe.delete(key)
+            removed.append(username)
+            continue
+        staging = staging_key(generation, username)
+        pipe.delete(staging)
+        pipe.hset(staging, mapping=document.fields())  # type: ignore[arg-type]
+        pipe.rename(staging, key)
     present = {name: 0 for name, document in reports.items() if document is not None}
     if present:
         pipe.zadd(index, present)
+    if removed:
+        pipe.zrem(index, *removed)
     pipe.execute()
 
 
@@ -469,9 +476,7 @@ def full_rebuild(
             # PostgreSQL reads the next batch while this thread assembles and writes one.
             for sources in _prefetched_sources(engine, batch_size):
                 reports = assemble_reports(sources)
-                write_reports(
-                    redis_client=redis_client, generation=generation, reports=reports, atomic=False
-                )
+                write_reports(redis_client=redis_client, generation=generation, reports=reports)
                 _count_batch(stats, reports, entries=0)
                 if progress is not None:
                     progress(len(sources.names))
