@@ -53,10 +53,12 @@ from typing import Any
 import httpx
 import orjson
 import psycopg
-from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import reportdata
 
 from healthapp.extensions import sqlalchemy_url
-from healthapp.migrate import upgrade
 
 CHECKUP_COLUMNS = (
     "id, user_id, machine_id, checkup_type, information, test_taken_by, taken_at, uploaded_by"
@@ -93,32 +95,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # Database ------------------------------------------------------------------------------
-
-
-def _conninfo(url: str, database: str | None = None) -> str:
-    parsed = make_url(sqlalchemy_url(url)).set(drivername="postgresql")
-    if database is not None:
-        parsed = parsed.set(database=database)
-    return parsed.render_as_string(hide_password=False)
-
-
-@contextmanager
-def throwaway_database(server_url: str, *, keep: bool) -> Iterator[str]:
-    """A new, migrated database on ``server_url``'s server; dropped afterwards."""
-    name = f"healthapp_bench_{uuid.uuid4().hex[:10]}"
-    admin = _conninfo(server_url, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = _conninfo(server_url, name)
-    try:
-        upgrade(sqlalchemy_url(url))
-        yield url
-    finally:
-        if keep:
-            print(f"kept database {name}")
-        else:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def create_people(url: str, *, users: int, machines: int) -> tuple[list[str], list[str]]:
@@ -379,7 +355,9 @@ def profile_one_upload(url: str, body: bytes) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    with throwaway_database(args.database_url, keep=args.keep_database) as url:
+    with reportdata.throwaway_database(
+        args.database_url, prefix="healthapp_bench", keep=args.keep_database
+    ) as url:
         user_ids, machine_ids = create_people(url, users=args.users, machines=args.machines)
         items = generate(args.rows, user_ids, machine_ids)
         bodies = upload_bodies(items, args.batch)
