@@ -271,18 +271,8 @@ def _driver_connection(session: Session) -> psycopg.Connection[Any]:
 def _checkup_rows(
     items: Iterable[tuple[int, CheckupCreateBase]], uploaded_by: uuid.UUID
 ) -> Iterator[tuple[Any, ...]]:
-    for _, item in items:
-        fields = item.information.__dict__  # type: ignore[attr-defined]
-        yield (
-            item.id,
-            item.user_id,
-            item.machine_id,
-            item.checkup_type,  # type: ignore[attr-defined]
-            {name: value for name, value in fields.items() if value is not None},
-            item.test_taken_by,
-            item.taken_at,
-            uploaded_by,
-        )
+    for row in _staging_rows(items):
+        yield (*row[1:], uploaded_by)
 
 
 def _insert_new(
