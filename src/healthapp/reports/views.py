@@ -8,6 +8,8 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import Response, current_app, request
 
+from healthapp.audit.context import current_actor
+from healthapp.audit.stream import publish_report_list_read, publish_report_read
 from healthapp.auth.access import ALL_ROLES, STAFF, current_principal, requires
 from healthapp.domain.report_layout import to_micros
 from healthapp.json_provider import dumps_bytes
@@ -77,11 +79,15 @@ def get_report(username: str, query: ReportQuery) -> Response:
     if page is None:
         raise not_found("report")
     next_cursor = encode_cursor(list(page.next_key)) if page.next_key else None
-    return _conditional(
+    response = _conditional(
         report_body(page, next_cursor),
         etag=entity_tag(page.version, _query_key()),
         last_modified=page.synced_at,
     )
+    if response.status_code == 200:  # a 304 discloses nothing the client did not have
+        actor = current_actor()
+        publish_report_read(report_store().redis, actor, username, actor.request_id)
+    return response
 
 
 @bp.get("/")
@@ -115,8 +121,12 @@ def list_reports(query: ReportListQuery) -> Response:
     body = {"users": users, "next_cursor": encode_cursor([names[-1]]) if more else None}
     versions = [meta["hash"] for meta, _records in reports.values()]
     synced = [meta["synced_at"] for meta, _records in reports.values()]
-    return _conditional(
+    response = _conditional(
         body,
         etag=entity_tag(str(generation), *versions, _query_key()),
         last_modified=max(synced) if synced else None,
     )
+    if response.status_code == 200:
+        actor = current_actor()
+        publish_report_list_read(store.redis, actor, list(reports), actor.request_id)
+    return response
