@@ -232,9 +232,7 @@ def _keep_known(
         return items, {}
     user_ids = list({item.user_id for _, item in items})
     machine_ids = list({item.machine_id for _, item in items})
-    users: dict[uuid.UUID, str] = dict(
-        session.execute(_EXISTING_USERS, {"ids": user_ids}).tuples().all()
-    )
+    users: dict[uuid.UUID, str] = dict(session.execute(_EXISTING_USERS, {"ids": user_ids}).all())
     machines = set(session.scalars(_EXISTING_MACHINES, {"ids": machine_ids}))
     if len(users) == len(user_ids) and len(machines) == len(machine_ids):
         return items, users
@@ -321,7 +319,7 @@ def _insert_new(
             write_row = copy.write_row
             for row in _staging_rows(items):
                 write_row(row)
-    rows = session.execute(_INSERT_NEW, {"uploaded_by": uploaded_by}).tuples().all()
+    rows = session.execute(_INSERT_NEW, {"uploaded_by": uploaded_by}).all()
     return Counter(dict(rows))
 
 
