@@ -27,6 +27,7 @@ import redis
 import structlog
 
 from healthapp.audit.context import Actor
+from healthapp.problems import Problem
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -81,7 +82,15 @@ def _publish(
         "request_id": request_id or "",
         "at": time.time_ns() // 1000,
     }
-    client.xadd(STREAM_KEY, fields, maxlen=STREAM_MAXLEN, approximate=True)  # type: ignore[arg-type]
+    try:
+        client.xadd(STREAM_KEY, fields, maxlen=STREAM_MAXLEN, approximate=True)  # type: ignore[arg-type]
+    except redis.ResponseError as error:
+        # Redis refused the write (out of memory, say): a read that cannot be recorded is
+        # not served, like any other store failure.
+        _log.warning("audit stream refused a report read", error=type(error).__name__)
+        raise Problem(
+            503, "A backing store is unreachable; retry shortly.", headers={"Retry-After": "5"}
+        ) from None
 
 
 def rows_of_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> list[dict[str, Any]]:
