@@ -203,3 +203,22 @@ def test_the_worker_drains_on_the_beat_schedule(
             worker_engine.dispose()
             client.close()
     assert [e["request_id"] for e in audit_events(engine)] == ["req-worker"]
+
+
+def test_the_drain_command(
+    engine: Engine, database_url: str, redis_url: str, redis_client: redis.Redis
+) -> None:
+    from click.testing import CliRunner
+
+    from healthapp.cli import main
+
+    for n in range(3):
+        stream.publish_report_read(redis_client, _reader(n), f"patient-{n}", None)
+    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
+
+    result = CliRunner().invoke(main, ["audit", "drain"], env=env)
+
+    assert result.exit_code == 0, result.output
+    assert "3 events stored" in result.output
+    assert len(audit_events(engine, action="report.read")) == 3
+    assert redis_client.xlen(stream.STREAM_KEY) == 0
