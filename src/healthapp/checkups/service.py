@@ -12,7 +12,7 @@ The bulk upload is set-based and takes one of two paths, in one transaction eith
   rest with what is stored, to tell duplicates from conflicts.
 
 Both queue the report rebuild of every user that got a new check-up, one outbox row per
-user, in the same transaction.
+user, and record one ``checkups.upload`` audit event per such user, in the same transaction.
 """
 
 from __future__ import annotations
@@ -337,7 +337,7 @@ def _audit_upload(
         return
     sent = Counter(item.user_id for _, item in items)
     conflicting = set(conflicts)
-    rejected = Counter(item.user_id for index, item in items if index in conflicting)
+    conflicts_per_user = Counter(item.user_id for index, item in items if index in conflicting)
     audit.record_each(
         session=session,
         action="checkups.upload",
@@ -347,7 +347,7 @@ def _audit_upload(
                 username=usernames.get(user_id),
                 details={
                     "created": created,
-                    "duplicates": sent[user_id] - created - rejected[user_id],
+                    "duplicates": sent[user_id] - created - conflicts_per_user[user_id],
                     "upload": upload,
                 },
             )
