@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -141,6 +142,33 @@ def test_a_drain_interrupted_after_its_commit_duplicates_nothing(
     assert stream.drain_read_events(redis_client, engine) == 0
 
     assert len(audit_events(engine)) == 6
+    assert redis_client.xlen(stream.STREAM_KEY) == 0
+
+
+def test_two_drains_at_once_store_each_read_once(
+    engine: Engine, redis_client: redis.Redis, redis_url: str
+) -> None:
+    for n in range(120):
+        stream.publish_report_read(redis_client, _reader(n), f"patient-{n}", f"req-{n}")
+    stored: list[int] = []
+
+    def drain() -> None:
+        client = redis.Redis.from_url(redis_url)
+        try:
+            stored.append(stream.drain_read_events(client, engine, batch_size=10))
+        finally:
+            client.close()
+
+    workers = [threading.Thread(target=drain) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+
+    assert sum(stored) == 120
+    events = audit_events(engine)
+    assert len(events) == 120
+    assert len({e["request_id"] for e in events}) == 120
     assert redis_client.xlen(stream.STREAM_KEY) == 0
 
 
