@@ -186,10 +186,9 @@ def test_a_malformed_entry_is_skipped_and_does_not_block_the_stream(
     assert redis_client.xlen(stream.STREAM_KEY) == 0
 
 
-def test_the_stream_is_bounded(redis_client: redis.Redis, monkeypatch: Any) -> None:
-    monkeypatch.setattr(stream, "STREAM_MAXLEN", 10)
+def test_the_stream_is_bounded(redis_client: redis.Redis) -> None:
     for n in range(1000):
-        stream.publish_report_read(redis_client, _reader(n), f"patient-{n}", None)
+        stream.publish_report_read(redis_client, _reader(n), f"patient-{n}", None, maxlen=10)
     # Trimmed approximately (whole nodes of 100 entries), never without bound.
     assert redis_client.xlen(stream.STREAM_KEY) <= 200
 

@@ -2,9 +2,9 @@
 
 The Reports API never opens PostgreSQL and answers in milliseconds, so a read is recorded
 with one ``XADD`` to ``audit:report-reads``; the worker drains the stream into
-``audit_events``. The stream is bounded (approximately ``STREAM_MAXLEN`` entries, hours of
-reads at full load) so a worker that stays down cannot fill Redis; within that bound
-nothing is lost.
+``audit_events``. The stream is bounded (approximately ``AUDIT_STREAM_MAXLEN`` entries, about
+130 bytes each) so a worker that stays down cannot fill Redis; within that bound nothing is
+lost.
 
 Draining is at-least-once on the Redis side and exactly-once in the table: a batch is read
 with ``XRANGE``, inserted with ``ON CONFLICT (source_id) DO NOTHING`` (``source_id`` is the
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 STREAM_KEY = "audit:report-reads"
-#: Roughly how many reads the stream keeps while nobody drains it (trimmed approximately).
+#: Roughly how many reads the stream keeps while nobody drains it (the setting's default).
 STREAM_MAXLEN = 1_000_000
 #: Entries one drain transaction takes.
 DRAIN_BATCH_SIZE = 500
@@ -48,21 +48,31 @@ _log = structlog.get_logger(__name__)
 
 
 def publish_report_read(
-    client: redis.Redis, actor: Actor, username: str, request_id: str | None
+    client: redis.Redis,
+    actor: Actor,
+    username: str,
+    request_id: str | None,
+    *,
+    maxlen: int = STREAM_MAXLEN,
 ) -> None:
     """Record that ``actor`` read ``username``'s report: one ``XADD``."""
-    _publish(client, actor, ACTION_REPORT_READ, [username], request_id)
+    _publish(client, actor, ACTION_REPORT_READ, [username], request_id, maxlen)
 
 
 def publish_report_list_read(
-    client: redis.Redis, actor: Actor, usernames: Sequence[str], request_id: str | None
+    client: redis.Redis,
+    actor: Actor,
+    usernames: Sequence[str],
+    request_id: str | None,
+    *,
+    maxlen: int = STREAM_MAXLEN,
 ) -> None:
     """Record that ``actor`` read a page of reports: one ``XADD`` naming every user on it.
 
     The drain stores one event per listed user, so each user's trail shows the read.
     """
     if usernames:
-        _publish(client, actor, ACTION_REPORT_LIST, usernames, request_id)
+        _publish(client, actor, ACTION_REPORT_LIST, usernames, request_id, maxlen)
 
 
 def _publish(
@@ -71,6 +81,7 @@ def _publish(
     action: str,
     usernames: Sequence[str],
     request_id: str | None,
+    maxlen: int,
 ) -> None:
     fields: dict[str, str | int] = {
         "action": action,
@@ -83,7 +94,7 @@ def _publish(
         "at": time.time_ns() // 1000,
     }
     try:
-        client.xadd(STREAM_KEY, fields, maxlen=STREAM_MAXLEN, approximate=True)  # type: ignore[arg-type]
+        client.xadd(STREAM_KEY, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
     except redis.ResponseError as error:
         # Redis refused the write (out of memory, say): a read that cannot be recorded is
         # not served, like any other store failure.

@@ -86,7 +86,13 @@ def get_report(username: str, query: ReportQuery) -> Response:
     )
     if response.status_code == 200:  # a 304 discloses nothing the client did not have
         actor = current_actor()
-        publish_report_read(report_store().redis, actor, username, actor.request_id)
+        publish_report_read(
+            report_store().redis,
+            actor,
+            username,
+            actor.request_id,
+            maxlen=current_app.config["AUDIT_STREAM_MAXLEN"],
+        )
     return response
 
 
@@ -128,5 +134,11 @@ def list_reports(query: ReportListQuery) -> Response:
     )
     if response.status_code == 200:
         actor = current_actor()
-        publish_report_list_read(store.redis, actor, list(reports), actor.request_id)
+        publish_report_list_read(
+            store.redis,
+            actor,
+            list(reports),
+            actor.request_id,
+            maxlen=current_app.config["AUDIT_STREAM_MAXLEN"],
+        )
     return response
