@@ -30,6 +30,8 @@ from healthapp.models import metadata
 from tests.factories import ApiClient
 
 REDIS_TEST_DB = 15
+#: The trigger of migration 0002 that makes ``audit_events`` append-only.
+APPEND_ONLY_TRIGGER = "audit_events_append_only"
 
 
 def _admin_conninfo(url: str) -> str:
@@ -118,10 +120,16 @@ def app(settings: Testing, engine: Engine) -> Any:
 
 
 def truncate_all(engine: Engine) -> None:
-    """Empty every table (the suite's isolation between tests)."""
+    """Empty every table (the suite's isolation between tests).
+
+    ``audit_events`` refuses TRUNCATE (it is append-only); the suite owns the table, so it
+    lifts that trigger for this one transaction, as only a table owner can.
+    """
     tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
     with engine.begin() as conn:
+        conn.execute(text(f"ALTER TABLE audit_events DISABLE TRIGGER {APPEND_ONLY_TRIGGER}"))
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        conn.execute(text(f"ALTER TABLE audit_events ENABLE TRIGGER {APPEND_ONLY_TRIGGER}"))
 
 
 @pytest.fixture

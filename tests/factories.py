@@ -232,3 +232,19 @@ def enqueue_report(conn: Any, *, user_id: uuid.UUID) -> None:
         ),
         {"user_id": user_id},
     )
+
+
+# Audit trail ----------------------------------------------------------------------------
+
+
+def audit_events(engine: Any, **where: Any) -> list[dict[str, Any]]:
+    """Stored audit events, oldest first, as dicts; ``where`` filters on equal columns."""
+    from sqlalchemy import select
+
+    from healthapp.audit.models import AuditEvent
+
+    stmt = select(AuditEvent.__table__).order_by(AuditEvent.occurred_at, AuditEvent.id)
+    for column, value in where.items():
+        stmt = stmt.where(getattr(AuditEvent, column) == value)
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(stmt)]

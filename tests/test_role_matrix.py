@@ -59,6 +59,7 @@ def test_matrix_covers_the_core_routes() -> None:
         "GET /api/v1/users/<uuid:user_id>/diseases/<uuid:disease_id>",
         "POST /api/v1/machines/",
         "DELETE /api/v1/machines/<uuid:machine_id>",
+        "GET /api/v1/audit/",
         "GET /healthz",
         "GET /readyz",
     ):
@@ -79,6 +80,7 @@ def test_route_declarations_match_the_spec() -> None:
     assert declared["POST /api/v1/machines/"] == admin
     assert declared["PATCH /api/v1/machines/<uuid:machine_id>"] == admin
     assert declared["DELETE /api/v1/machines/<uuid:machine_id>"] == admin
+    assert declared["GET /api/v1/audit/"] == admin
     refresh = next(case for case in CASES if case.id == "POST /api/v1/auth/refresh")
     assert refresh.token_type == "refresh"
 

@@ -309,6 +309,31 @@ class _ProgressBar:
             self.bar = None
 
 
+@main.group()
+def audit() -> None:
+    """The audit trail of who read or changed whose health data."""
+
+
+@audit.command("drain")
+def audit_drain() -> None:
+    """Move the report reads waiting in the audit stream into PostgreSQL (as the worker does)."""
+    settings = _settings_or_exit()
+    with ExitStack() as stack:
+        database_url = _database_url(stack, settings)
+        redis_url = _redis_url(stack, settings, owner=False)
+        from healthapp.audit.stream import drain_read_events
+        from healthapp.extensions import make_engine, make_redis
+        from healthapp.migrate import upgrade
+
+        upgrade(database_url)
+        engine = make_engine(database_url, timeout_seconds=settings.STORE_TIMEOUT_SECONDS)
+        stack.callback(engine.dispose)
+        client = make_redis(redis_url, timeout_seconds=60)
+        stack.callback(client.close)
+        stored = drain_read_events(client, engine, max_batches=1_000_000)
+    click.echo(f"audit stream drained: {stored} events stored")
+
+
 @main.command()
 def migrate() -> None:
     """Apply the database migrations (production runs this before starting the APIs)."""

@@ -87,6 +87,7 @@ class Base:
         self.CORS_ORIGINS = _env_list("CORS_ORIGINS", "")
         self.SYNC_INTERVAL_SECONDS = _env_int("SYNC_INTERVAL_SECONDS", 30)
         self.SYNC_BATCH_SIZE = _env_int("SYNC_BATCH_SIZE", 500)
+        self.AUDIT_STREAM_MAXLEN = _env_int("AUDIT_STREAM_MAXLEN", 1_000_000)
         self.DATABASE_POOL_SIZE = _env_int("DATABASE_POOL_SIZE", 5)
         self.STORE_TIMEOUT_SECONDS = _env_int("STORE_TIMEOUT_SECONDS", 3)
         self.LOG_LEVEL = env.get("LOG_LEVEL", "INFO")

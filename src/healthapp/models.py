@@ -1,6 +1,7 @@
 """Every table, imported once so the metadata is complete (for Alembic and tests)."""
 
 from healthapp.accounts.models import Disease, Profile, User
+from healthapp.audit.models import AuditEvent
 from healthapp.checkups.models import Checkup
 from healthapp.machines.models import Machine
 from healthapp.orm import Base
@@ -8,4 +9,13 @@ from healthapp.outbox.models import ReportOutbox
 
 metadata = Base.metadata
 
-__all__ = ["Checkup", "Disease", "Machine", "Profile", "ReportOutbox", "User", "metadata"]
+__all__ = [
+    "AuditEvent",
+    "Checkup",
+    "Disease",
+    "Machine",
+    "Profile",
+    "ReportOutbox",
+    "User",
+    "metadata",
+]

@@ -10,7 +10,7 @@ from typing import Any
 from apiflask import APIFlask
 from flask import Response, current_app, g, request
 
-from healthapp.audit.context import ANONYMOUS, set_actor
+from healthapp.audit.context import ANONYMOUS, SYSTEM, set_actor
 from healthapp.auth.access import unauthorized
 from healthapp.config import Base, load_settings
 from healthapp.extensions import jwt
@@ -62,6 +62,11 @@ def new_api(
     def reset_actor() -> None:
         # Threads serve many requests: nobody is authenticated until a view says so.
         set_actor(replace(ANONYMOUS, request_id=g.get("request_id")))
+
+    @app.teardown_request
+    def forget_actor(_exc: BaseException | None) -> None:
+        # Whatever runs on this thread after the request acts as the system, not as its caller.
+        set_actor(SYSTEM)
 
     jwt.init_app(app)
     _register_jwt_problems()

@@ -241,3 +241,23 @@ def test_verified_tokens_keep_at_most_their_capacity():
         True,
         True,
     ]
+
+
+def test_either_path_hands_the_read_to_the_audit_stream(api, engine, sync, reports, redis_client):
+    from healthapp.audit.stream import STREAM_KEY
+
+    patient = api.user()
+    add_checkups(api, engine, patient, 3)
+    sync()
+    path = f"/api/v1/users/{patient.username}/"
+    first = reports.get(path, headers=bearer(patient, **{"X-Request-ID": "audit-flask"}))
+    second = reports.get(path, headers=bearer(patient, **{"X-Request-ID": "audit-fast"}))
+    reports.get(path, headers=bearer(patient, **{"If-None-Match": second.headers["ETag"]}))
+
+    entries = redis_client.xrange(STREAM_KEY)
+    assert first.status_code == second.status_code == 200
+    assert [fields[b"request_id"] for _, fields in entries] == [b"audit-flask", b"audit-fast"]
+    flask_event, fast_event = ({k: v for k, v in f.items() if k != b"at"} for _, f in entries)
+    assert fast_event == {**flask_event, b"request_id": b"audit-fast"}
+    assert fast_event[b"subjects"] == patient.username.encode()
+    assert fast_event[b"actor_id"] == str(patient.id).encode()

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from healthapp.audit.context import Actor
+from healthapp.audit.stream import publish_report_read
 from healthapp.embedded import start_redis
 from healthapp.extensions import make_redis
 from healthapp.reports.store import ReportStore
 from healthapp.sync.celery_app import broker_urls
-from tests.factories import insert_checkups
+from tests.factories import audit_events, insert_checkups
 from tests.sync.conftest import read_all
 
 
@@ -72,6 +74,15 @@ def test_worker_with_beat_runs_the_scheduled_sync(api, engine, database_url, tmp
             time.sleep(0.3)
         assert page is not None, "the scheduled sync never wrote the report"
         assert page.meta["count"] == 7
+
+        # A report read waiting in the audit stream reaches PostgreSQL by the schedule too.
+        reader = Actor(id=user.id, username=user.username, role="patient")
+        publish_report_read(client, reader, user.username, "read-by-beat")
+        while time.monotonic() < deadline and not audit_events(engine, request_id="read-by-beat"):
+            time.sleep(0.3)
+        assert [e["subject_username"] for e in audit_events(engine, request_id="read-by-beat")] == [
+            user.username
+        ]
 
         # A later change arrives by the schedule alone, too.
         insert_checkups(engine, user_id=user.id, machine_id=api.machine(), count=2)

@@ -21,6 +21,7 @@ from healthapp.accounts.schemas import (
     UserListQuery,
     UserUpdate,
 )
+from healthapp.audit import service as audit
 from healthapp.auth.passwords import hash_password
 from healthapp.outbox.service import enqueue_users
 from healthapp.pagination import PageQuery, paginate_by_time
@@ -39,6 +40,14 @@ def _conflict_from(error: IntegrityError) -> Problem:
     )
     errors = [{"loc": [field], "msg": message}] if field else []
     return Problem(409, message, errors=errors)
+
+
+def _flush(session: Session) -> None:
+    try:
+        session.flush()
+    except IntegrityError as error:
+        session.rollback()
+        raise _conflict_from(error) from None
 
 
 def _commit(session: Session) -> None:
@@ -106,6 +115,11 @@ def update(*, session: Session, user: User, user_in: UserUpdate) -> User:
         user.password_hash = hash_password(user_in.password)
     if "role" in fields and user_in.role is not None:
         user.role = user_in.role.value
+    changed = sorted(name for name in fields if getattr(user_in, name) is not None)
+    _flush(session)  # a taken email is a 409 here, before the event is recorded
+    if changed:
+        # Field names only: never the new email, password or its hash.
+        _audit(session, "user.update", user, fields=changed)
     _commit(session)
     return user
 
@@ -113,6 +127,7 @@ def update(*, session: Session, user: User, user_in: UserUpdate) -> User:
 def delete(*, session: Session, user: User) -> None:
     """Delete a user with profile, diseases and check-ups; the report goes at the next sync."""
     enqueue_users(session=session, users=[(user.id, user.username)])
+    _audit(session, "user.delete", user)
     session.execute(sql_delete(User).where(User.id == user.id))
     session.commit()
 
@@ -137,6 +152,9 @@ def create_profile(*, session: Session, user: User, profile_in: ProfileCreate) -
         session.rollback()
         raise Problem(409, "This user already has a profile; change it with PATCH.") from None
     enqueue_users(session=session, users=[(user.id, user.username)])
+    _audit(
+        session, "profile.update", user, change="create", fields=sorted(profile_in.model_fields_set)
+    )
     session.commit()
     session.refresh(profile)
     return profile
@@ -148,6 +166,9 @@ def update_profile(
     """Change the fields the request names; ``null`` clears a field."""
     _apply(profile, profile_in.model_dump(include=profile_in.model_fields_set))
     enqueue_users(session=session, users=[(user.id, user.username)])
+    _audit(
+        session, "profile.update", user, change="update", fields=sorted(profile_in.model_fields_set)
+    )
     session.commit()
     session.refresh(profile)
     return profile
@@ -157,6 +178,7 @@ def delete_profile(*, session: Session, user: User, profile: Profile) -> None:
     """Delete the user's profile."""
     session.delete(profile)
     enqueue_users(session=session, users=[(user.id, user.username)])
+    _audit(session, "profile.update", user, change="delete")
     session.commit()
 
 
@@ -188,6 +210,7 @@ def create_disease(*, session: Session, user: User, disease_in: DiseaseCreate) -
     disease = Disease(id=uuid.uuid4(), user_id=user.id, **disease_in.model_dump())
     session.add(disease)
     enqueue_users(session=session, users=[(user.id, user.username)])
+    _audit(session, "diseases.update", user, change="create", disease_id=str(disease.id))
     session.commit()
     session.refresh(disease)
     return disease
@@ -199,6 +222,14 @@ def update_disease(
     """Change the fields the request names."""
     _apply(disease, disease_in.model_dump(include=disease_in.model_fields_set))
     enqueue_users(session=session, users=[(user.id, user.username)])
+    _audit(
+        session,
+        "diseases.update",
+        user,
+        change="update",
+        disease_id=str(disease.id),
+        fields=sorted(disease_in.model_fields_set),
+    )
     session.commit()
     return disease
 
@@ -207,7 +238,19 @@ def delete_disease(*, session: Session, user: User, disease: Disease) -> None:
     """Delete one of the user's diseases."""
     session.delete(disease)
     enqueue_users(session=session, users=[(user.id, user.username)])
+    _audit(session, "diseases.update", user, change="delete", disease_id=str(disease.id))
     session.commit()
+
+
+def _audit(session: Session, action: str, user: User, **details: Any) -> None:
+    """Record ``action`` on ``user``'s data in the current transaction (names, never values)."""
+    audit.record(
+        session=session,
+        action=action,
+        subject_id=user.id,
+        subject_username=user.username,
+        details=details,
+    )
 
 
 def _apply(row: Any, values: dict[str, Any]) -> None:

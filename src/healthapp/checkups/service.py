@@ -12,13 +12,14 @@ The bulk upload is set-based and takes one of two paths, in one transaction eith
   rest with what is stored, to tell duplicates from conflicts.
 
 Both queue the report rebuild of every user that got a new check-up, one outbox row per
-user, in the same transaction.
+user, and record one ``checkups.upload`` audit event per such user, in the same transaction.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from healthapp.audit import service as audit
 from healthapp.checkups.models import Checkup
 from healthapp.checkups.schemas import (
     BulkParse,
@@ -81,7 +83,7 @@ WITH inserted AS (
     SELECT u.id, u.username FROM users u
     WHERE u.id IN (SELECT DISTINCT user_id FROM inserted)
 )
-SELECT count(*) FROM inserted
+SELECT user_id, count(*) FROM inserted GROUP BY user_id
 """)
 
 # Staged items whose id is stored with other content (ids seen twice in one upload too).
@@ -104,7 +106,8 @@ _QUEUE_USERS = text(
     "INSERT INTO report_outbox (user_id, username)"
     " SELECT id, username FROM users WHERE id = ANY(:ids)"
 )
-_EXISTING_USERS = text("SELECT id FROM users WHERE id = ANY(:ids)")
+_EXISTING_USERS = text("SELECT id, username FROM users WHERE id = ANY(:ids)")
+_USERNAME = text("SELECT username FROM users WHERE id = :id")
 _EXISTING_MACHINES = text("SELECT id FROM machines WHERE id = ANY(:ids)")
 
 _NOT_YOURS = "a patient may upload check-ups only for themself"
@@ -148,7 +151,7 @@ def ingest_checkups(
     try:
         # Each statement here is short; compiling one (PostgreSQL's JIT) costs more than it.
         session.execute(_NO_JIT)
-        items = _keep_known(session, items, errors)
+        items, usernames = _keep_known(session, items, errors)
         if errors and atomic:
             raise Problem(
                 422,
@@ -160,10 +163,13 @@ def ingest_checkups(
             session.rollback()
             return IngestOutcome(created=0, duplicates=0, errors=sort_errors(errors))
         if _copy_if_all_new(session, items, uploaded_by):
-            created, conflicts = len(items), []
+            created_per_user = Counter(item.user_id for _, item in items)
+            conflicts = []
         else:
-            created = _insert_new(session, items, uploaded_by)
-            conflicts = _conflicting_items(session) if created < len(items) else []
+            created_per_user = _insert_new(session, items, uploaded_by)
+            new = sum(created_per_user.values())
+            conflicts = _conflicting_items(session) if new < len(items) else []
+        created = sum(created_per_user.values())
         if conflicts and atomic:
             raise Problem(
                 409,
@@ -171,6 +177,19 @@ def ingest_checkups(
                 f"(items {_list_indices(conflicts)}); nothing was stored.",
                 errors=[item_error(i, "id", _CONFLICT, "conflict") for i in conflicts],
             )
+        _audit_upload(
+            session,
+            items=items,
+            usernames=usernames,
+            created_per_user=created_per_user,
+            conflicts=conflicts,
+            upload={
+                "items": parsed.total,
+                "created": created,
+                "duplicates": len(items) - created - len(conflicts),
+                "rejected": len({error["loc"][1] for error in errors} | set(conflicts)),
+            },
+        )
         session.commit()
     except (IntegrityError, psycopg.errors.ForeignKeyViolation):
         session.rollback()
@@ -207,16 +226,16 @@ def _keep_known(
     session: Session,
     items: list[tuple[int, CheckupCreateBase]],
     errors: list[dict[str, Any]],
-) -> list[tuple[int, CheckupCreateBase]]:
-    """The items whose user and machine exist; one query for each, whatever the size."""
+) -> tuple[list[tuple[int, CheckupCreateBase]], dict[uuid.UUID, str]]:
+    """The items whose user and machine exist, and the users' names; one query for each."""
     if not items:
-        return items
+        return items, {}
     user_ids = list({item.user_id for _, item in items})
     machine_ids = list({item.machine_id for _, item in items})
-    users = set(session.scalars(_EXISTING_USERS, {"ids": user_ids}))
+    users: dict[uuid.UUID, str] = dict(session.execute(_EXISTING_USERS, {"ids": user_ids}).all())
     machines = set(session.scalars(_EXISTING_MACHINES, {"ids": machine_ids}))
     if len(users) == len(user_ids) and len(machines) == len(machine_ids):
-        return items
+        return items, users
     kept = []
     for index, item in items:
         known = True
@@ -228,7 +247,7 @@ def _keep_known(
             known = False
         if known:
             kept.append((index, item))
-    return kept
+    return kept, users
 
 
 def _copy_if_all_new(
@@ -277,8 +296,8 @@ def _checkup_rows(
 
 def _insert_new(
     session: Session, items: Sequence[tuple[int, CheckupCreateBase]], uploaded_by: uuid.UUID
-) -> int:
-    """Copy ``items`` into the staging table and store the new ones; how many were new."""
+) -> Counter[uuid.UUID]:
+    """Copy ``items`` into the staging table and store the new ones; how many per user."""
     session.execute(text(_STAGING_TABLE))
     driver = _driver_connection(session)
     with _store_errors(), driver.cursor() as cursor:
@@ -290,8 +309,42 @@ def _insert_new(
             write_row = copy.write_row
             for row in _staging_rows(items):
                 write_row(row)
-    created: int = session.execute(_INSERT_NEW, {"uploaded_by": uploaded_by}).scalar_one()
-    return created
+    rows = session.execute(_INSERT_NEW, {"uploaded_by": uploaded_by}).all()
+    return Counter(dict(rows))
+
+
+def _audit_upload(
+    session: Session,
+    *,
+    items: Sequence[tuple[int, CheckupCreateBase]],
+    usernames: Mapping[uuid.UUID, str],
+    created_per_user: Counter[uuid.UUID],
+    conflicts: Sequence[int],
+    upload: dict[str, int],
+) -> None:
+    """One ``checkups.upload`` event per user who got new check-ups: counts, never values."""
+    if not created_per_user:
+        return
+    sent = Counter(item.user_id for _, item in items)
+    conflicting = set(conflicts)
+    conflicts_per_user = Counter(item.user_id for index, item in items if index in conflicting)
+    audit.record_each(
+        session=session,
+        action="checkups.upload",
+        subjects=[
+            audit.Subject(
+                id=user_id,
+                username=usernames.get(user_id),
+                details={
+                    "created": created,
+                    "duplicates": sent[user_id] - created - conflicts_per_user[user_id],
+                    "upload": upload,
+                },
+            )
+            for user_id, created in created_per_user.items()
+            if created
+        ],
+    )
 
 
 def _staging_rows(items: Iterable[tuple[int, CheckupCreateBase]]) -> Iterator[tuple[Any, ...]]:
@@ -373,6 +426,13 @@ def delete(*, session: Session, checkup: Checkup) -> None:
     """Delete a check-up; its user's report is queued for a rebuild in the same transaction."""
     try:
         enqueue_user_ids(session=session, user_ids=[checkup.user_id])
+        audit.record(
+            session=session,
+            action="checkup.delete",
+            subject_id=checkup.user_id,
+            subject_username=session.scalar(_USERNAME, {"id": checkup.user_id}),
+            details={"checkup_id": str(checkup.id)},
+        )
         session.execute(sql_delete(Checkup).where(Checkup.id == checkup.id))
         session.commit()
     except BaseException:

@@ -5,8 +5,9 @@ it opens, and the sync stores that page already rendered. This WSGI layer in fro
 Flask app answers exactly that request when everything about it is ordinary: a token this
 process has already verified, a caller who may read the report, no ``Origin`` (CORS) and
 no ``If-Modified-Since``. It sends the same status, headers and body the Flask view would
-(a test compares the two), counts the request in the same metrics and writes the same
-access log line, at a fraction of the cost. Anything else — a new or bad token, another
+(a test compares the two), counts the request in the same metrics, writes the same
+access log line and hands the same read event to the audit stream, at a fraction of the
+cost. Anything else — a new or bad token, another
 user's report, a filter, a missing report, a store error — goes on to the Flask app,
 which answers it as it answers every request.
 """
@@ -26,8 +27,11 @@ import redis
 import structlog
 from apiflask import APIFlask
 
+from healthapp.audit.context import Actor
+from healthapp.audit.stream import publish_report_read
 from healthapp.auth.access import VERIFIED_TOKENS_EXTENSION, VerifiedTokens
 from healthapp.observability import HTTP_LATENCY, HTTP_REQUESTS, REQUEST_ID, REQUEST_ID_HEADER
+from healthapp.problems import Problem
 from healthapp.reports.store import ReportStore, entity_tag
 from healthapp.webapp import security_headers
 
@@ -47,6 +51,7 @@ class FirstPageServer:
         self.flask_app: WSGIApp = app.wsgi_app
         self.store = store
         self.api = api
+        self.audit_maxlen = int(app.config["AUDIT_STREAM_MAXLEN"])
         self.access_log = structlog.get_logger("healthapp.access")
         self._log_enabled = logging.getLogger("healthapp.access").isEnabledFor
         self._headers = security_headers("/api/", hsts=app.config.get("NAME") == "production")
@@ -132,6 +137,18 @@ class FirstPageServer:
         ]
         if _matches(environ.get("HTTP_IF_NONE_MATCH"), etag):
             return 304, headers, b"", request_id  # without the entity's headers, as Flask
+        actor = Actor(
+            id=principal.id,
+            username=principal.username,
+            role=principal.role.value,
+            request_id=request_id,
+        )
+        try:
+            publish_report_read(
+                self.store.redis, actor, username, request_id, maxlen=self.audit_maxlen
+            )
+        except (redis.RedisError, Problem):
+            return None  # the Flask view meets the same error and answers the problem
         headers += [
             ("Content-Type", "application/json"),
             ("Content-Length", str(len(stored.body))),

@@ -8,6 +8,8 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import Response, current_app, request
 
+from healthapp.audit.context import current_actor
+from healthapp.audit.stream import publish_report_list_read, publish_report_read
 from healthapp.auth.access import ALL_ROLES, STAFF, current_principal, requires
 from healthapp.domain.report_layout import report_body, to_micros
 from healthapp.json_provider import dumps_bytes
@@ -67,14 +69,33 @@ def get_report(username: str, query: ReportQuery) -> Response:
     principal = current_principal()
     if not principal.role.sees_everyone and principal.username != username:
         raise not_found("report")
-    if query.is_first_page():
-        stored = report_store().first_page(username)
-        if stored is not None:
-            return _conditional(
-                stored.body,
-                etag=entity_tag(stored.version, _query_key()),
-                last_modified=stored.synced_at,
-            )
+    response = _first_page(username) if query.is_first_page() else None
+    if response is None:
+        response = _filtered_page(username, query)
+    if response.status_code == 200:  # a 304 discloses nothing the client did not have
+        actor = current_actor()
+        publish_report_read(
+            report_store().redis,
+            actor,
+            username,
+            actor.request_id,
+            maxlen=current_app.config["AUDIT_STREAM_MAXLEN"],
+        )
+    return response
+
+
+def _first_page(username: str) -> Response | None:
+    """The first page as the sync stored it (``None``: none stored, build it instead)."""
+    stored = report_store().first_page(username)
+    if stored is None:
+        return None
+    return _conditional(
+        stored.body, etag=entity_tag(stored.version, _query_key()), last_modified=stored.synced_at
+    )
+
+
+def _filtered_page(username: str, query: ReportQuery) -> Response:
+    """A page assembled from the stored chunks its filters and cursor reach."""
     filters = CheckupFilter(
         checkup_type=query.checkup_type,
         from_micros=to_micros(query.from_) if query.from_ else None,
@@ -123,8 +144,18 @@ def list_reports(query: ReportListQuery) -> Response:
     body = {"users": users, "next_cursor": encode_cursor([names[-1]]) if more else None}
     versions = [meta["hash"] for meta, _records in reports.values()]
     synced = [meta["synced_at"] for meta, _records in reports.values()]
-    return _conditional(
+    response = _conditional(
         body,
         etag=entity_tag(str(generation), *versions, _query_key()),
         last_modified=max(synced) if synced else None,
     )
+    if response.status_code == 200:
+        actor = current_actor()
+        publish_report_list_read(
+            store.redis,
+            actor,
+            list(reports),
+            actor.request_id,
+            maxlen=current_app.config["AUDIT_STREAM_MAXLEN"],
+        )
+    return response

@@ -1,8 +1,8 @@
 """The Celery app of the sync worker: Redis as broker, redbeat as the beat scheduler.
 
 The worker entry point (``celery -A healthapp.worker worker -B``, as ``healthapp run`` starts
-it) builds the app from the environment; beat schedules the incremental sync every
-``SYNC_INTERVAL_SECONDS``.
+it) builds the app from the environment; beat schedules the incremental sync, and the drain
+of the audit stream (report reads into ``audit_events``), every ``SYNC_INTERVAL_SECONDS``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from celery.signals import setup_logging
 from healthapp.config import Base, ConfigurationError, load_settings
 
 SYNC_TASK = "healthapp.sync.run_incremental"
+AUDIT_DRAIN_TASK = "healthapp.audit.drain_read_events"
 
 
 def broker_urls(redis_url: str) -> tuple[str, str]:
@@ -56,7 +57,13 @@ def create_celery(settings: Base | None = None) -> Celery:
                 "schedule": float(interval),
                 # A pass that could not start within one interval is superseded by the next.
                 "options": {"expires": float(interval)},
-            }
+            },
+            # Report reads wait in a Redis stream until this moves them to PostgreSQL.
+            "audit-drain": {
+                "task": AUDIT_DRAIN_TASK,
+                "schedule": float(interval),
+                "options": {"expires": float(interval)},
+            },
         },
     )
     return app

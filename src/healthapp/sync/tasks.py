@@ -9,6 +9,7 @@ import redis
 from celery import shared_task
 from sqlalchemy import Engine
 
+from healthapp.audit.stream import drain_read_events as drain_stream
 from healthapp.config import load_settings
 from healthapp.extensions import make_engine, make_redis
 from healthapp.sync.service import run_incremental_sync
@@ -42,3 +43,10 @@ def run_incremental() -> dict[str, Any]:
         "entries_processed": stats.entries_processed,
         "skipped": stats.skipped,
     }
+
+
+@shared_task(name="healthapp.audit.drain_read_events", ignore_result=True)
+def drain_read_events() -> dict[str, Any]:
+    """Move report reads from the audit stream into ``audit_events``."""
+    engine, client, _batch_size = _connections_of_this_process()
+    return {"events_stored": drain_stream(client, engine)}

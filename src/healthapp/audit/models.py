@@ -1,0 +1,53 @@
+"""The audit table: one row per read or change of someone's health data."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, DateTime, Index, String, Uuid, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from healthapp.orm import Base
+
+
+class AuditEvent(Base):
+    """Who did what to whose health data, and when; append-only (see migration 0002).
+
+    No foreign key to ``users``: an event must outlive both the actor and the subject, so
+    both are kept by value (id and username). ``details`` holds counts and identifiers,
+    never a health value, a password or a token.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        CheckConstraint(r"action ~ '^[a-z_]+(\.[a-z_]+)+$'", name="action_format"),
+        # One subject's events newest first, optionally within a time range.
+        Index(
+            "ix_audit_events_subject_occurred",
+            "subject_username",
+            text("occurred_at DESC"),
+            text("id DESC"),
+        ),
+        # Every event newest first (the unfiltered list, time ranges).
+        Index("ix_audit_events_occurred", text("occurred_at DESC"), text("id DESC")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    occurred_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("clock_timestamp()")
+    )
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    actor_username: Mapped[str | None] = mapped_column(String(64))
+    actor_role: Mapped[str | None] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64))
+    subject_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    subject_username: Mapped[str | None] = mapped_column(String(32))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    #: Where a streamed event came from (its stream entry), so a replay inserts nothing.
+    source_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    details: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, server_default=text("'{}'::jsonb"), default=dict
+    )

@@ -1,0 +1,49 @@
+"""Query and response models of the audit trail."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints, model_validator
+
+from healthapp.pagination import PageQuery
+from healthapp.schemas_common import Page, ResponseModel
+
+Action = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Username = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+
+
+class AuditEventRead(ResponseModel):
+    id: uuid.UUID
+    occurred_at: datetime
+    actor_id: uuid.UUID | None
+    actor_username: str | None
+    actor_role: str | None
+    action: str
+    subject_id: uuid.UUID | None
+    subject_username: str | None
+    request_id: str | None
+    details: dict[str, Any]
+
+
+class AuditEventPage(Page[AuditEventRead]):
+    pass
+
+
+class AuditEventListQuery(PageQuery):
+    """Filters of the audit trail; ``from`` is inclusive, ``to`` exclusive."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    username: Username | None = Field(None, description="The subject: whose data.")
+    action: Action | None = None
+    from_: AwareDatetime | None = Field(None, alias="from")
+    to: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _range_ordered(self) -> AuditEventListQuery:
+        if self.from_ is not None and self.to is not None and self.from_ >= self.to:
+            raise ValueError("from must be before to")
+        return self
