@@ -39,6 +39,7 @@ from healthapp.checkups.schemas import (
     item_error,
     sort_errors,
 )
+from healthapp.observability import bound_request_id
 from healthapp.outbox.service import enqueue_user_ids
 from healthapp.pagination import paginate_by_time
 from healthapp.problems import Problem
@@ -77,8 +78,8 @@ WITH inserted AS (
     ON CONFLICT (id) DO NOTHING
     RETURNING user_id
 ), queued AS (
-    INSERT INTO report_outbox (user_id, username)
-    SELECT u.id, u.username FROM users u
+    INSERT INTO report_outbox (user_id, username, request_id)
+    SELECT u.id, u.username, CAST(:request_id AS text) FROM users u
     WHERE u.id IN (SELECT DISTINCT user_id FROM inserted)
 )
 SELECT count(*) FROM inserted
@@ -101,8 +102,8 @@ _CHECKUP_TYPES = ["uuid", "uuid", "uuid", "text", "jsonb", "text", "timestamptz"
 
 _NO_JIT = text("SET LOCAL jit = off")
 _QUEUE_USERS = text(
-    "INSERT INTO report_outbox (user_id, username)"
-    " SELECT id, username FROM users WHERE id = ANY(:ids)"
+    "INSERT INTO report_outbox (user_id, username, request_id)"
+    " SELECT id, username, CAST(:request_id AS text) FROM users WHERE id = ANY(:ids)"
 )
 _EXISTING_USERS = text("SELECT id FROM users WHERE id = ANY(:ids)")
 _EXISTING_MACHINES = text("SELECT id FROM machines WHERE id = ANY(:ids)")
@@ -258,7 +259,10 @@ def _copy_if_all_new(
                         write_row(row)
         except psycopg.errors.UniqueViolation:
             return False
-    session.execute(_QUEUE_USERS, {"ids": list({item.user_id for _, item in items})})
+    session.execute(
+        _QUEUE_USERS,
+        {"ids": list({item.user_id for _, item in items}), "request_id": bound_request_id()},
+    )
     return True
 
 
@@ -300,7 +304,9 @@ def _insert_new(
             write_row = copy.write_row
             for row in _staging_rows(items):
                 write_row(row)
-    created: int = session.execute(_INSERT_NEW, {"uploaded_by": uploaded_by}).scalar_one()
+    created: int = session.execute(
+        _INSERT_NEW, {"uploaded_by": uploaded_by, "request_id": bound_request_id()}
+    ).scalar_one()
     return created
 
 
