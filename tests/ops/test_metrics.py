@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import REGISTRY
+from prometheus_client.mmap_dict import MmapedDict
 
 from healthapp import config
 from healthapp.domain.roles import Role
@@ -143,13 +145,25 @@ def test_counts_add_up_across_gunicorn_workers(database_url: str, tmp_path: Path
         with ThreadPoolExecutor(8) as pool:
             assert set(pool.map(ping, range(requests))) == {200}
         text = httpx.get(f"{base}/metrics").text
-        workers_counting = len(list(folder.glob("counter_*.db")))
+        per_worker = [_healthz_count(path) for path in sorted(folder.glob("counter_*.db"))]
 
     served = _sample(
         text,
         "healthapp_http_requests_total",
         '{api="core",method="GET",route="/healthz",status="200"}',
     )
+    # Both workers answered some, and /metrics (answered by one of them) shows the sum.
+    assert len([count for count in per_worker if count]) == 2, per_worker
+    assert served == sum(per_worker)
     # Readiness polls before the test's own requests count too.
     assert requests <= served <= requests + 300
-    assert workers_counting == 2
+
+
+def _healthz_count(path: Path) -> float:
+    """The ``/healthz`` request count one worker wrote to its metrics file."""
+    total = 0.0
+    for key, value, *_ in MmapedDict.read_all_values_from_file(str(path)):
+        _metric, sample, labels, *_ = json.loads(key)
+        if sample == "healthapp_http_requests_total" and labels.get("route") == "/healthz":
+            total += value
+    return total
