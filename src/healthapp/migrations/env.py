@@ -38,9 +38,7 @@ def run_migrations_online() -> None:
         connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
         connection.commit()
         try:
-            context.configure(
-                connection=connection, target_metadata=metadata, compare_type=True
-            )
+            context.configure(connection=connection, target_metadata=metadata, compare_type=True)
             with context.begin_transaction():
                 context.run_migrations()
         finally:
