@@ -334,6 +334,131 @@ def audit_drain() -> None:
     click.echo(f"audit stream drained: {stored} events stored")
 
 
+@main.command("seed-demo")
+@click.option("--users", type=click.IntRange(1, 100_000), default=20, show_default=True)
+@click.option(
+    "--checkups-per-user", type=click.IntRange(0, 100_000), default=200, show_default=True
+)
+@click.option(
+    "--seed", "seed_value", type=int, default=1, show_default=True, help="Same seed, same data."
+)
+@click.option(
+    "--prefix",
+    default="demo",
+    show_default=True,
+    help="Start of every demo username and serial number (a second set needs another one).",
+)
+@click.option(
+    "--days", type=click.IntRange(1, 36_500), default=365, show_default=True, help="History length."
+)
+@click.option(
+    "--end",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Day the histories end (default: today, UTC); with --seed it fixes every timestamp.",
+)
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the patients' password from standard input instead of generating one.",
+)
+def seed_demo(
+    users: int,
+    checkups_per_user: int,
+    seed_value: int,
+    prefix: str,
+    days: int,
+    end: Any,
+    password_stdin: bool,
+) -> None:
+    """Create synthetic patients, machines and check-up histories, then sync the reports.
+
+    Invented names, example.com emails; readings drift over time like real ones, within
+    the check-up registry's bounds. Everything goes through the Core API's services.
+    """
+    import re
+    import secrets
+
+    from healthapp.accounts.schemas import MIN_PASSWORD_LENGTH
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,7}", prefix):
+        raise click.BadParameter("1 to 8 of a-z, 0-9, _ and -", param_hint="--prefix")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise click.ClickException(
+                f"the password must have at least {MIN_PASSWORD_LENGTH} characters"
+            )
+    else:
+        password = secrets.token_urlsafe(12)
+    settings = _settings_or_exit()
+    with ExitStack() as stack:
+        database_url = _database_url(stack, settings)
+        redis_url = _redis_url(stack, settings, owner=False)
+        from healthapp import demo
+        from healthapp.app import create_app
+        from healthapp.extensions import db, make_redis
+        from healthapp.migrate import upgrade
+        from healthapp.sync import service as sync_service
+
+        upgrade(database_url)
+        settings.DATABASE_URL = database_url
+        app = create_app(settings)
+        with app.app_context():
+            if _prefix_taken(db.session, prefix):
+                raise click.ClickException(
+                    f"demo users named {prefix}.* exist already; choose another --prefix"
+                )
+            progress = stack.enter_context(_ProgressBar("seeding"))
+            progress.start(users * checkups_per_user)
+            result = demo.seed(
+                session=db.session,
+                users=users,
+                checkups_per_user=checkups_per_user,
+                password=password,
+                seed_value=seed_value,
+                prefix=prefix,
+                end=end.date() if end is not None else None,
+                days=days,
+                max_bulk_items=int(settings.MAX_BULK_ITEMS),
+                progress=progress.update,
+            )
+            progress.finish()
+            engine = db.engine
+            click.echo(
+                f"seeded {result.users} patients, {result.machines} machines,"
+                f" {result.diseases} diseases, {result.checkups} check-ups"
+            )
+            client = make_redis(redis_url, timeout_seconds=60)
+            stack.callback(client.close)
+            progress = stack.enter_context(_ProgressBar("sync"))
+            stats = sync_service.run_incremental_sync(
+                engine=engine,
+                redis_client=client,
+                batch_size=settings.SYNC_BATCH_SIZE,
+                on_total=progress.start,
+                progress=progress.update,
+            )
+            progress.finish()
+            click.echo(f"synced {stats.documents_written} reports")
+            engine.dispose()
+        if result.usernames:
+            click.echo(f"patients: {result.usernames[0]} … {result.usernames[-1]}")
+        if not password_stdin:
+            click.echo(f"every demo patient's password (shown once): {password}")
+
+
+def _prefix_taken(session: Any, prefix: str) -> bool:
+    from sqlalchemy import text
+
+    pattern = prefix.replace("_", r"\_") + ".%"
+    found = session.execute(
+        text("SELECT 1 FROM users WHERE username LIKE :p LIMIT 1"), {"p": pattern}
+    ).first()
+    session.rollback()
+    return found is not None
+
+
 @main.command()
 def migrate() -> None:
     """Apply the database migrations (production runs this before starting the APIs)."""

@@ -1,8 +1,13 @@
 """gunicorn settings for both APIs: ``gunicorn -c python:healthapp.gunicorn_conf APP``.
 
-Environment: ``BIND`` (default ``127.0.0.1:8000``), ``WEB_CONCURRENCY`` (workers, default
-2 x cores), ``GUNICORN_THREADS`` (default 4), ``PROMETHEUS_MULTIPROC_DIR`` (metrics shared
-by the workers; emptied when the master starts).
+One module for both APIs, parameterised by the environment:
+
+- ``BIND`` (default ``127.0.0.1:8000``; the Procfile and compose file give the Reports API
+  ``:8001``), ``WEB_CONCURRENCY`` (workers, default 2 x cores), ``GUNICORN_THREADS``
+  (default 4), ``GUNICORN_TIMEOUT`` (seconds, default 30), ``FORWARDED_ALLOW_IPS`` (proxies
+  whose ``X-Forwarded-*`` headers are trusted, default ``127.0.0.1``).
+- ``PROMETHEUS_MULTIPROC_DIR``: metrics shared by the workers, emptied when the master
+  starts. Give each API its own folder: both masters empty theirs on start.
 """
 
 from __future__ import annotations
@@ -12,11 +17,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from gunicorn.config import KNOWN_SETTINGS
+
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", str(2 * (os.cpu_count() or 1))))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 worker_class = "gthread"
-timeout = 30
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
 max_requests = 10_000
@@ -28,6 +35,10 @@ errorlog = "-"
 control_socket_disable = True
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 limit_request_line = 8190
+# gunicorn 24+ opens a control socket in the working folder; two APIs started from one
+# folder would fight over its path, and nothing here uses it.
+if any(setting.name == "control_socket_disable" for setting in KNOWN_SETTINGS):
+    control_socket_disable = True
 
 
 def on_starting(_server: Any) -> None:

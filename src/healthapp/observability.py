@@ -42,6 +42,20 @@ HTTP_LATENCY = Histogram(
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
+UPLOAD_ITEMS = Counter(
+    "healthapp_checkup_upload_items_total",
+    "Check-ups received in bulk uploads, by outcome: created (stored), duplicate (stored"
+    " before, same content) or rejected (invalid, conflicting, or refused with the rest of"
+    " an all-or-nothing upload).",
+    ["outcome"],
+)
+for _outcome in ("created", "duplicate", "rejected"):
+    UPLOAD_ITEMS.labels(_outcome)
+
+#: ``app.extensions`` key of a list of callables whose exposition text ``/metrics`` appends
+#: (the Reports API adds the sync worker's figures this way).
+EXTRA_METRICS = "healthapp.extra_metrics"
+
 _configured = False
 
 
@@ -100,6 +114,16 @@ def current_request_id() -> str | None:
     return g.get("request_id") if _in_request() else None
 
 
+def bound_request_id() -> str | None:
+    """The request id bound to this thread's log context (``None`` outside a request).
+
+    Unlike :func:`current_request_id` this needs no Flask context: services that record
+    the id (the report outbox) call it from anywhere.
+    """
+    value = structlog.contextvars.get_contextvars().get("request_id")
+    return value if isinstance(value, str) else None
+
+
 def _in_request() -> bool:
     from flask import has_request_context
 
@@ -143,7 +167,10 @@ def register_observability(app: APIFlask, *, api: str) -> None:
     @app.doc(tags=["Health"], summary="Prometheus metrics", hide=True)
     def metrics() -> Response:
         """Prometheus metrics of this process (of every worker under gunicorn)."""
-        return Response(generate_metrics(), mimetype=CONTENT_TYPE_LATEST)
+        body = generate_metrics()
+        for extra in app.extensions.get(EXTRA_METRICS, ()):
+            body += extra()
+        return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
     metrics.allowed_roles = None  # type: ignore[attr-defined]
 

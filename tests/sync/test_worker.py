@@ -93,7 +93,7 @@ def test_worker_with_beat_runs_the_scheduled_sync(api, engine, database_url, tmp
             time.sleep(0.3)
         assert page is not None
         assert page.meta["count"] == 9
-        assert int(client.hget("rpt:sync:stats", "passes_total") or 0) >= 2
+        assert int(client.hget("rpt:sync:stats", "passes_total:incremental") or 0) >= 2
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         try:

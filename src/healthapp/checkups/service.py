@@ -41,6 +41,7 @@ from healthapp.checkups.schemas import (
     item_error,
     sort_errors,
 )
+from healthapp.observability import bound_request_id
 from healthapp.outbox.service import enqueue_user_ids
 from healthapp.pagination import paginate_by_time
 from healthapp.problems import Problem
@@ -79,8 +80,8 @@ WITH inserted AS (
     ON CONFLICT (id) DO NOTHING
     RETURNING user_id
 ), queued AS (
-    INSERT INTO report_outbox (user_id, username)
-    SELECT u.id, u.username FROM users u
+    INSERT INTO report_outbox (user_id, username, request_id)
+    SELECT u.id, u.username, CAST(:request_id AS text) FROM users u
     WHERE u.id IN (SELECT DISTINCT user_id FROM inserted)
 )
 SELECT user_id, count(*) FROM inserted GROUP BY user_id
@@ -103,8 +104,8 @@ _CHECKUP_TYPES = ["uuid", "uuid", "uuid", "text", "jsonb", "text", "timestamptz"
 
 _NO_JIT = text("SET LOCAL jit = off")
 _QUEUE_USERS = text(
-    "INSERT INTO report_outbox (user_id, username)"
-    " SELECT id, username FROM users WHERE id = ANY(:ids)"
+    "INSERT INTO report_outbox (user_id, username, request_id)"
+    " SELECT id, username, CAST(:request_id AS text) FROM users WHERE id = ANY(:ids)"
 )
 _EXISTING_USERS = text("SELECT id, username FROM users WHERE id = ANY(:ids)")
 _USERNAME = text("SELECT username FROM users WHERE id = :id")
@@ -277,7 +278,10 @@ def _copy_if_all_new(
                         write_row(row)
         except psycopg.errors.UniqueViolation:
             return False
-    session.execute(_QUEUE_USERS, {"ids": list({item.user_id for _, item in items})})
+    session.execute(
+        _QUEUE_USERS,
+        {"ids": list({item.user_id for _, item in items}), "request_id": bound_request_id()},
+    )
     return True
 
 
@@ -309,7 +313,9 @@ def _insert_new(
             write_row = copy.write_row
             for row in _staging_rows(items):
                 write_row(row)
-    rows = session.execute(_INSERT_NEW, {"uploaded_by": uploaded_by}).all()
+    rows = session.execute(
+        _INSERT_NEW, {"uploaded_by": uploaded_by, "request_id": bound_request_id()}
+    ).all()
     return Counter(dict(rows))
 
 

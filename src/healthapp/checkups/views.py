@@ -30,6 +30,7 @@ from healthapp.checkups.schemas import (
 )
 from healthapp.extensions import db, limiter
 from healthapp.json_provider import dumps_bytes
+from healthapp.observability import UPLOAD_ITEMS
 from healthapp.problems import Problem, not_found, validation_problem
 from healthapp.request_parsing import query_args, require_json_content_type
 
@@ -142,13 +143,21 @@ def upload_checkups(query: UploadQuery) -> Response:
     batch = query.mode == "batch"
     with _cyclic_gc_paused():
         parsed = _parse_upload(body, max_items=int(current_app.config["MAX_BULK_ITEMS"]))
-        outcome = service.ingest_checkups(
-            session=db.session,
-            parsed=parsed,
-            uploaded_by=principal.id,
-            only_user_id=None if principal.role.sees_everyone else principal.id,
-            atomic=not batch,
-        )
+        try:
+            outcome = service.ingest_checkups(
+                session=db.session,
+                parsed=parsed,
+                uploaded_by=principal.id,
+                only_user_id=None if principal.role.sees_everyone else principal.id,
+                atomic=not batch,
+            )
+        except Problem as problem:
+            if problem.status in (409, 422):  # all or nothing: every item was turned away
+                UPLOAD_ITEMS.labels("rejected").inc(parsed.total)
+            raise
+    UPLOAD_ITEMS.labels("created").inc(outcome.created)
+    UPLOAD_ITEMS.labels("duplicate").inc(outcome.duplicates)
+    UPLOAD_ITEMS.labels("rejected").inc(outcome.rejected)
     document: dict[str, Any] = {"created": outcome.created, "duplicates": outcome.duplicates}
     if batch:
         document.update(rejected=outcome.rejected, errors=outcome.errors)

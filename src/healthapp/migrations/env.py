@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
 
 from healthapp.extensions import sqlalchemy_url
 from healthapp.models import metadata
 
 config = context.config
+
+#: Held while migrating: processes that each run ``healthapp migrate`` as they start (the
+#: Core API and the sync worker) take turns, and the later ones find nothing left to do.
+MIGRATION_LOCK_KEY = 0x6865616C74686D67
 
 
 def _url() -> str:
@@ -31,9 +35,16 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = create_engine(_url(), poolclass=pool.NullPool)
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=metadata, compare_type=True)
-        with context.begin_transaction():
-            context.run_migrations()
+        connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+        connection.commit()
+        try:
+            context.configure(connection=connection, target_metadata=metadata, compare_type=True)
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            connection.rollback()
+            connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
+            connection.commit()
     engine.dispose()
 
 

@@ -27,3 +27,6 @@ class ReportOutbox(Base):
     enqueued_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=text("clock_timestamp()")
     )
+    #: The API request that made the change (its ``X-Request-ID``), so the sync's log
+    #: lines can be traced back to the upload; ``None`` outside a request.
+    request_id: Mapped[str | None] = mapped_column(String(64))

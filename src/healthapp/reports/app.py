@@ -5,9 +5,12 @@ from __future__ import annotations
 import redis
 from apiflask import APIFlask
 from flask import Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from healthapp.config import Base, load_settings
+from healthapp.domain.sync_stats import render_prometheus
 from healthapp.extensions import make_redis
+from healthapp.observability import EXTRA_METRICS
 from healthapp.reports.first_page import FirstPageServer
 from healthapp.reports.store import ReportStore
 from healthapp.webapp import new_api, register_health
@@ -47,32 +50,24 @@ def register_blueprints(app: APIFlask) -> None:
 
 
 def register_sync_metrics(app: APIFlask, store: ReportStore) -> None:
-    """``/metrics/sync``: the sync's lag, last run, documents written and errors."""
+    """The sync worker's figures (kept in Redis) on ``/metrics`` and on ``/metrics/sync``.
+
+    The worker serves no HTTP; every pass adds its figures to one Redis hash, so these
+    are the sums over every worker process.
+    """
+
+    def sync_figures() -> bytes:
+        try:
+            return render_prometheus(store.sync_stats()).encode()
+        except redis.RedisError:
+            return b""  # /metrics still answers (the process's own figures) while Redis is down
+
+    app.extensions.setdefault(EXTRA_METRICS, []).append(sync_figures)
 
     @app.get("/metrics/sync")
     @app.doc(tags=["Health"], summary="Sync metrics (Prometheus)", hide=True)
     def sync_metrics() -> Response:
-        """The last sync pass's figures, as the worker left them in Redis."""
-        stats = store.sync_stats()
-        lines = []
-        for name, kind, help_text in _SYNC_METRICS:
-            if name in stats:
-                metric = f"healthapp_sync_{name}"
-                lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} {kind}"]
-                lines.append(f"{metric} {float(stats[name])}")
-        return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+        """The sync's figures alone, as the worker left them in Redis."""
+        return Response(render_prometheus(store.sync_stats()), mimetype=CONTENT_TYPE_LATEST)
 
     sync_metrics.allowed_roles = None  # type: ignore[attr-defined]
-
-
-_SYNC_METRICS = (
-    ("last_run_at", "gauge", "Unix time the last successful pass finished."),
-    ("last_duration_seconds", "gauge", "Duration of the last successful pass."),
-    ("last_lag_seconds", "gauge", "Age of the oldest pending outbox entry at the last pass."),
-    ("last_documents_written", "gauge", "Reports written by the last pass."),
-    ("documents_written_total", "counter", "Reports written by every pass."),
-    ("documents_removed_total", "counter", "Reports of deleted users removed."),
-    ("passes_total", "counter", "Successful passes."),
-    ("errors_total", "counter", "Passes that failed."),
-    ("last_error_at", "gauge", "Unix time of the last failed pass."),
-)

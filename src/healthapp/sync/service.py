@@ -44,6 +44,7 @@ from healthapp.domain.report_layout import (
     usernames_of,
     users_index_key,
 )
+from healthapp.domain.sync_stats import histogram_increments
 
 log = structlog.get_logger("healthapp.sync")
 
@@ -63,6 +64,7 @@ class OutboxEntry:
     id: int
     user_id: uuid.UUID
     username: str
+    request_id: str | None = None
 
 
 @dataclass
@@ -80,6 +82,7 @@ class SyncStats:
     skipped: bool = False
     generation: int | None = None
     usernames: list[str] = field(default_factory=list)
+    batch_seconds: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -130,13 +133,16 @@ def claim_outbox_batch(
     """
     rows = conn.execute(
         text(
-            "SELECT id, user_id, username FROM report_outbox"
+            "SELECT id, user_id, username, request_id FROM report_outbox"
             " WHERE id <= :max_id AND NOT (id = ANY(:exclude))"
             " ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
         ),
         {"max_id": max_id, "exclude": list(exclude_ids), "limit": limit},
     ).all()
-    entries = [OutboxEntry(id=r.id, user_id=r.user_id, username=r.username) for r in rows]
+    entries = [
+        OutboxEntry(id=r.id, user_id=r.user_id, username=r.username, request_id=r.request_id)
+        for r in rows
+    ]
     if not entries:
         return [], []
     names = sorted({entry.username for entry in entries})
@@ -392,6 +398,7 @@ def run_incremental_sync(
                 on_total(pending)
             left_ids: list[int] = []
             while max_id is not None:
+                batch_started = time.perf_counter()
                 with conn.begin():
                     claimed, left = claim_outbox_batch(
                         conn=conn, limit=batch_size, max_id=max_id, exclude_ids=left_ids
@@ -405,6 +412,8 @@ def run_incremental_sync(
                     write_reports(redis_client=redis_client, generation=generation, reports=reports)
                     delete_outbox_entries(conn=conn, ids=[entry.id for entry in claimed])
                 _count_batch(stats, reports, entries=len(claimed))
+                stats.batch_seconds.append(time.perf_counter() - batch_started)
+                _log_batch(claimed, reports, seconds=stats.batch_seconds[-1])
                 if progress is not None:
                     progress(len(claimed) + len(left))
     except Exception as error:
@@ -414,6 +423,19 @@ def run_incremental_sync(
     stats.duration_seconds = time.perf_counter() - started
     _record(redis_client, stats)
     return stats
+
+
+def _log_batch(
+    claimed: Sequence[OutboxEntry], reports: dict[str, ReportDocument | None], *, seconds: float
+) -> None:
+    """One line per batch naming the requests (``X-Request-ID``) whose changes it synced."""
+    request_ids = sorted({entry.request_id for entry in claimed if entry.request_id})
+    log.bind(request_ids=request_ids).info(
+        "sync batch",
+        entries=len(claimed),
+        users=len(reports),
+        duration_ms=round(seconds * 1000, 1),
+    )
 
 
 def _count_batch(
@@ -474,10 +496,14 @@ def full_rebuild(
             if on_total is not None:
                 on_total(int(total))
             # PostgreSQL reads the next batch while this thread assembles and writes one.
+            batch_started = time.perf_counter()
             for sources in _prefetched_sources(engine, batch_size):
                 reports = assemble_reports(sources)
                 write_reports(redis_client=redis_client, generation=generation, reports=reports)
                 _count_batch(stats, reports, entries=0)
+                now = time.perf_counter()
+                stats.batch_seconds.append(now - batch_started)
+                batch_started = now
                 if progress is not None:
                     progress(len(sources.names))
             redis_client.set(CURRENT_GENERATION_KEY, generation)
@@ -614,22 +640,47 @@ def _record(redis_client: redis.Redis, stats: SyncStats, *, error: Exception | N
     elif not stats.skipped:
         log.info("sync pass", **figures)
     with suppress(redis.RedisError):
-        pipe = redis_client.pipeline(transaction=False)
-        now = time.time()
-        if error is not None:
-            pipe.hincrby(SYNC_STATS_KEY, "errors_total", 1)
-            pipe.hset(SYNC_STATS_KEY, "last_error_at", now)
-        elif not stats.skipped:
-            pipe.hset(
-                SYNC_STATS_KEY,
-                mapping={
-                    "last_run_at": now,
-                    "last_duration_seconds": stats.duration_seconds,
-                    "last_lag_seconds": stats.lag_seconds or 0.0,
-                    "last_documents_written": stats.documents_written,
-                },
-            )
-            pipe.hincrby(SYNC_STATS_KEY, "documents_written_total", stats.documents_written)
-            pipe.hincrby(SYNC_STATS_KEY, "documents_removed_total", stats.documents_removed)
-            pipe.hincrby(SYNC_STATS_KEY, "passes_total", 1)
-        pipe.execute()
+        _store_figures(redis_client, stats, failed=error is not None)
+
+
+def _store_figures(redis_client: redis.Redis, stats: SyncStats, *, failed: bool) -> None:
+    """Add the pass's figures to the stats hash the Reports API serves as metrics."""
+    pipe = redis_client.pipeline(transaction=False)
+    now = time.time()
+    kind = stats.kind
+    increments: dict[str, float] = {}
+    if failed:
+        increments[f"errors_total:{kind}"] = 1
+        pipe.hset(SYNC_STATS_KEY, "last_error_at", now)
+    elif not stats.skipped:
+        last: dict[str, float] = {
+            "last_run_at": now,
+            "last_duration_seconds": stats.duration_seconds,
+            "last_documents_written": stats.documents_written,
+        }
+        if kind == "incremental":
+            last["last_lag_seconds"] = stats.lag_seconds or 0.0
+            last["last_entries_processed"] = stats.entries_processed
+        else:
+            last["last_full_rebuild_at"] = now
+        pipe.hset(SYNC_STATS_KEY, mapping=last)  # type: ignore[arg-type]
+        increments.update(
+            {
+                f"passes_total:{kind}": 1,
+                "documents_written_total": stats.documents_written,
+                "documents_removed_total": stats.documents_removed,
+                "entries_processed_total": stats.entries_processed,
+                "checkups_written_total": stats.checkups_written,
+            }
+        )
+        increments.update(
+            histogram_increments("pass_duration_seconds", kind, [stats.duration_seconds])
+        )
+    # Batches that finished count even when a later one failed.
+    increments.update(histogram_increments("batch_duration_seconds", kind, stats.batch_seconds))
+    for name, amount in increments.items():
+        if name.endswith(":sum"):
+            pipe.hincrbyfloat(SYNC_STATS_KEY, name, amount)
+        elif amount:
+            pipe.hincrby(SYNC_STATS_KEY, name, int(amount))
+    pipe.execute()
