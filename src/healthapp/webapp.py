@@ -179,7 +179,10 @@ def register_health(app: APIFlask, checks: Mapping[str, ReadinessCheck]) -> None
         return {"status": "ok"}
 
     @app.get("/readyz")
-    @app.doc(tags=["Health"], responses=[503])
+    @app.doc(
+        tags=["Health"],
+        responses={200: "Every store answers.", 503: "A store is unreachable."},
+    )
     def readyz() -> dict[str, object]:
         """Every store this process needs answers."""
         failed = []
