@@ -13,7 +13,7 @@ from flask import Response, current_app, g, request
 from healthapp.audit.context import ANONYMOUS, set_actor
 from healthapp.auth.access import unauthorized
 from healthapp.config import Base, load_settings
-from healthapp.extensions import jwt
+from healthapp.extensions import cors, jwt
 from healthapp.json_provider import OrjsonProvider
 from healthapp.observability import register_observability
 from healthapp.problems import (
@@ -57,6 +57,7 @@ def new_api(
     register_errorhandlers(app)
     register_observability(app, api=api_name)
     register_security_headers(app, hsts=settings.NAME == "production")
+    register_cors(app)
 
     @app.before_request
     def reset_actor() -> None:
@@ -133,6 +134,16 @@ def register_openapi_conventions(app: APIFlask) -> None:
         for unused in ("HTTPError", "ValidationError"):
             schemas.pop(unused, None)
         return spec
+
+
+def register_cors(app: APIFlask) -> None:
+    """Let browsers on the ``CORS_ORIGINS`` origins call the API; no CORS headers otherwise."""
+    if app.config["CORS_ORIGINS"]:
+        cors.init_app(
+            app,
+            origins=app.config["CORS_ORIGINS"],
+            expose_headers=["ETag", "Last-Modified", "Retry-After", "X-Request-ID"],
+        )
 
 
 def register_security_headers(app: APIFlask, *, hsts: bool) -> None:
