@@ -6,7 +6,7 @@ from apiflask import APIFlask
 from sqlalchemy import Engine, text
 
 from healthapp.config import Base
-from healthapp.extensions import cors, db, limiter
+from healthapp.extensions import db, limiter
 from healthapp.webapp import new_api, register_health
 
 
@@ -20,7 +20,7 @@ def create_app(settings: Base | None = None, *, engine: Engine | None = None) ->
 
 
 def register_extensions(app: APIFlask, *, engine: Engine | None = None) -> None:
-    """Bind the database, the rate limiter and CORS to ``app``."""
+    """Bind the database and the rate limiter to ``app``."""
     if not app.config.get("DATABASE_URL") and engine is None:
         raise RuntimeError("DATABASE_URL is not set; `healthapp run` starts an embedded server")
     db.init_app(app, engine=engine)
@@ -30,8 +30,6 @@ def register_extensions(app: APIFlask, *, engine: Engine | None = None) -> None:
     app.config["RATELIMIT_KEY_PREFIX"] = "healthapp-rl"
     app.config["RATELIMIT_SWALLOW_ERRORS"] = True
     limiter.init_app(app)
-    if app.config["CORS_ORIGINS"]:
-        cors.init_app(app, origins=app.config["CORS_ORIGINS"])
 
 
 def _limiter_storage(redis_url: str) -> str:

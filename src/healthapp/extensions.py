@@ -29,6 +29,8 @@ def make_engine(url: str, *, pool_size: int = 5, timeout_seconds: int = 3) -> En
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
+        # Statement parameters are request data: keep them out of exception messages.
+        hide_parameters=True,
         pool_timeout=timeout_seconds,
         connect_args={
             "connect_timeout": timeout_seconds,

@@ -31,8 +31,6 @@ max_requests_jitter = 1_000
 # The app writes one structured access line per request itself.
 accesslog = None
 errorlog = "-"
-# No runtime control socket: nothing to administer the workers through but signals.
-control_socket_disable = True
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 limit_request_line = 8190
 # gunicorn 24+ opens a control socket in the working folder; two APIs started from one

@@ -7,7 +7,7 @@ problem documents of SPEC §3 (400 malformed, 415 not JSON, 422 invalid).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -17,6 +17,7 @@ from flask import request
 from pydantic import BaseModel, ValidationError
 
 from healthapp.problems import Problem, validation_problem
+from healthapp.schemas_common import NUL_MESSAGE, nul_locations
 
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound=BaseModel)
@@ -62,24 +63,11 @@ def reject_nul_characters(
 ) -> None:
     """A 422 problem naming every string (or key) in ``value`` that holds U+0000."""
     errors = [
-        {"loc": list(loc), "msg": "must not contain the NUL character", "type": "string_nul"}
-        for loc in _nul_locations(value, prefix)
+        {"loc": list(loc), "msg": NUL_MESSAGE, "type": "string_nul"}
+        for loc in nul_locations(value, prefix)
     ]
     if errors:
         raise Problem(422, f"The {where} failed validation.", errors=errors)
-
-
-def _nul_locations(value: Any, loc: tuple[str | int, ...]) -> Iterator[tuple[str | int, ...]]:
-    if isinstance(value, str):
-        if "\x00" in value:
-            yield loc
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _nul_locations(key, (*loc, key))
-            yield from _nul_locations(item, (*loc, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _nul_locations(item, (*loc, index))
 
 
 def json_body(model: type[BaseModel], *, example: Any = None) -> Callable[[F], F]:

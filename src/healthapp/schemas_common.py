@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
 T = TypeVar("T")
+
+#: The error message for a string holding U+0000, which PostgreSQL stores in no text or
+#: JSONB column.
+NUL_MESSAGE = "must not contain the NUL character"
+
+
+def nul_locations(value: Any, loc: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
+    """The location of every string (or object key) in parsed JSON ``value`` holding U+0000."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield loc
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from nul_locations(key, (*loc, key))
+            yield from nul_locations(item, (*loc, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from nul_locations(item, (*loc, index))
 
 
 class RequestModel(BaseModel):

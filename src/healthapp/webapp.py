@@ -13,7 +13,7 @@ from flask import Response, current_app, g, request
 from healthapp.audit.context import ANONYMOUS, SYSTEM, set_actor
 from healthapp.auth.access import unauthorized
 from healthapp.config import Base, load_settings
-from healthapp.extensions import jwt
+from healthapp.extensions import cors, jwt
 from healthapp.json_provider import OrjsonProvider
 from healthapp.observability import register_observability
 from healthapp.problems import (
@@ -57,6 +57,7 @@ def new_api(
     register_errorhandlers(app)
     register_observability(app, api=api_name)
     register_security_headers(app, hsts=settings.NAME == "production")
+    register_cors(app)
 
     @app.before_request
     def reset_actor() -> None:
@@ -157,6 +158,16 @@ def security_headers(path: str, *, hsts: bool) -> list[tuple[str, str]]:
     return headers
 
 
+def register_cors(app: APIFlask) -> None:
+    """Let browsers on the ``CORS_ORIGINS`` origins call the API; no CORS headers otherwise."""
+    if app.config["CORS_ORIGINS"]:
+        cors.init_app(
+            app,
+            origins=app.config["CORS_ORIGINS"],
+            expose_headers=["ETag", "Last-Modified", "Retry-After", "X-Request-ID"],
+        )
+
+
 def register_security_headers(app: APIFlask, *, hsts: bool) -> None:
     """Add :func:`security_headers` to every response (a view's own values stand)."""
     api_headers = security_headers("/api/", hsts=hsts)
@@ -194,7 +205,10 @@ def register_health(app: APIFlask, checks: Mapping[str, ReadinessCheck]) -> None
         return {"status": "ok"}
 
     @app.get("/readyz")
-    @app.doc(tags=["Health"], responses=[503])
+    @app.doc(
+        tags=["Health"],
+        responses={200: "Every store answers.", 503: "A store is unreachable."},
+    )
     def readyz() -> dict[str, object]:
         """Every store this process needs answers."""
         failed = []

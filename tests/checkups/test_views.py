@@ -12,6 +12,7 @@ from sqlalchemy import Engine, text
 
 from healthapp.auth.access import ALL_ROLES
 from healthapp.domain.roles import Role
+from tests.assertions import assert_problem
 from tests.factories import ApiClient, checkup_item, checkup_session
 
 if TYPE_CHECKING:
@@ -270,6 +271,52 @@ def test_batch_mode_with_nothing_valid_answers_200(api, engine, operator, patien
     assert response.json["created"] == 0
     assert response.json["rejected"] == 3
     assert stored(engine) == 0
+
+
+# A string holding U+0000: PostgreSQL stores it in no text or JSONB column.
+NUL_FIELDS = {
+    "test_taken_by": ({"test_taken_by": "nurse\x00"}, ["test_taken_by"]),
+    "notes": (
+        {"information": {"systolic": 120, "diastolic": 80, "notes": "a\x00b"}},
+        ["information", "notes"],
+    ),
+    "ecg notes": (
+        {
+            "checkup_type": "ecg",
+            "information": {"rhythm": "sinus", "heart_rate": 60, "notes": "\x00"},
+        },
+        ["information", "notes"],
+    ),
+}
+
+
+@pytest.mark.parametrize(("fields", "loc"), NUL_FIELDS.values(), ids=NUL_FIELDS.keys())
+def test_a_nul_character_in_an_item_is_a_422_and_nothing_lands(
+    api, engine, operator, patient, machine, fields, loc
+):
+    items = checkup_session(patient.id, machine, 3)
+    items[1] = checkup_item(patient.id, machine, **fields)
+    problem = assert_problem(upload(api, operator, items), 422)
+    assert problem["errors"] == [
+        {
+            "loc": ["checkups", 1, *loc],
+            "msg": "must not contain the NUL character",
+            "type": "string_nul",
+        }
+    ]
+    assert stored(engine) == 0
+
+
+def test_batch_mode_rejects_only_the_item_with_a_nul_character(
+    api, engine, operator, patient, machine
+):
+    items = checkup_session(patient.id, machine, 3)
+    items[2]["test_taken_by"] = "\x00"
+    response = upload(api, operator, items, batch=True)
+    assert response.status_code == 201, response.json
+    assert (response.json["created"], response.json["rejected"]) == (2, 1)
+    assert [e["loc"] for e in response.json["errors"]] == [["checkups", 2, "test_taken_by"]]
+    assert stored(engine) == 2
 
 
 def test_an_unknown_mode_is_a_query_problem(api, operator):

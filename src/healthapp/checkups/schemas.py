@@ -29,7 +29,7 @@ from pydantic import (
 from healthapp.domain.checkup_types import CHECKUP_TYPE_NAMES, REGISTRY, CheckupType
 from healthapp.pagination import PageQuery
 from healthapp.problems import pydantic_errors
-from healthapp.schemas_common import Page, ResponseModel
+from healthapp.schemas_common import NUL_MESSAGE, Page, ResponseModel, nul_locations
 
 #: How far ahead of the server's clock a reading may be stamped (phones' clocks drift).
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -142,8 +142,10 @@ def parse_bulk(body: bytes, *, max_items: int) -> BulkParse:
         if total > max_items:
             raise TooManyItems(total)
     implausible = _implausible_taken_at(valid)
+    if b"\\u0000" in body:  # JSON carries U+0000 only escaped
+        implausible += _nul_characters(body, valid)
     if implausible:
-        errors = sorted([*errors, *implausible], key=lambda e: e["loc"][1])
+        errors = sort_errors([*errors, *implausible])
         rejected = {e["loc"][1] for e in implausible}
         valid = [(index, item) for index, item in valid if index not in rejected]
     return BulkParse(total=total, valid=valid, errors=errors)
@@ -164,6 +166,18 @@ def _implausible_taken_at(items: list[tuple[int, CheckupCreateBase]]) -> list[di
         elif taken_at < EARLIEST_TAKEN_AT:
             errors.append(item_error(index, "taken_at", _TOO_OLD, "value_error"))
     return errors
+
+
+def _nul_characters(
+    body: bytes, items: list[tuple[int, CheckupCreateBase]]
+) -> list[dict[str, Any]]:
+    """Errors for every string of a valid item holding U+0000, which PostgreSQL cannot store."""
+    raw_items: list[Any] = pydantic_core.from_json(body)["checkups"]
+    return [
+        {"loc": ["checkups", index, *loc], "msg": NUL_MESSAGE, "type": "string_nul"}
+        for index, _item in items
+        for loc in nul_locations(raw_items[index])
+    ]
 
 
 def _split_invalid(

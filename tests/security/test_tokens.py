@@ -1,0 +1,114 @@
+"""Forged, stale and misused tokens on both APIs: each the same 401 problem document.
+
+tests/auth/test_token.py covers the Core API's answer to expired, unsigned and malformed
+tokens built by the app itself; here the tokens are forged by hand, as an attacker would,
+and sent to the Core API and the Reports API alike (they share the signing key).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jwt as pyjwt
+import pytest
+from flask_jwt_extended import create_access_token
+
+from healthapp.domain.roles import Role
+from tests.assertions import assert_problem
+from tests.factories import ApiClient, checkup_item
+
+# The forged tokens are signed with keys an attacker would use, short ones included.
+pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+
+WRONG_KEY = "a-key-that-is-not-the-servers-key-0123456789"
+Forge = Callable[[dict[str, Any], str], str]
+
+
+def _unsigned(claims: dict[str, Any]) -> str:
+    return str(pyjwt.encode(claims, None, algorithm="none"))
+
+
+@pytest.fixture
+def tokens(app: Any, api: ApiClient) -> dict[str, Any]:
+    """A patient with a report, and tokens forged from one of theirs."""
+    patient = api.user(Role.PATIENT)
+    secret = app.config["JWT_SECRET_KEY"]
+    good = pyjwt.decode(patient.access_token, secret, algorithms=["HS256"])
+    now = int(time.time())
+    as_admin = {**good, "role": "admin"}
+    header, _payload, signature = patient.access_token.split(".")
+    edited_payload = pyjwt.encode(as_admin, secret, algorithm="HS256").split(".")[1]
+    with app.app_context():
+        refresh = patient.refresh_token
+        no_username = create_access_token(str(patient.id), additional_claims={"role": "patient"})
+    forged = {
+        "expired": pyjwt.encode(
+            {**good, "iat": now - 3600, "nbf": now - 3600, "exp": now - 60}, secret, "HS256"
+        ),
+        "wrong signature": pyjwt.encode(good, WRONG_KEY, algorithm="HS256"),
+        "alg none": _unsigned(good),
+        "alg none, role admin": _unsigned(as_admin),
+        "role admin re-signed with a wrong key": pyjwt.encode(as_admin, WRONG_KEY, "HS256"),
+        "role admin, original signature": f"{header}.{edited_payload}.{signature}",
+        "role admin, signature stripped": f"{header}.{edited_payload}.",
+        "HS512 with the right key": pyjwt.encode(good, secret, algorithm="HS512"),
+        "refresh token as access token": refresh,
+        "no username claim": no_username,
+        "garbage": "eyJhbGciOi.garbage.garbage",
+        "not a jwt": "hello",
+    }
+    headers = {name: f"Bearer {token}" for name, token in forged.items()}
+    headers |= {
+        "missing Bearer": patient.access_token,
+        "Basic scheme": "Basic cGF0aWVudDpwYXNzd29yZA==",
+        "Bearer without a token": "Bearer ",
+        "token twice": f"Bearer {patient.access_token} {patient.access_token}",
+    }
+    return {"patient": patient, "headers": headers}
+
+
+@pytest.fixture
+def targets(api: ApiClient, reports: Any, sync: Any, tokens: dict[str, Any]) -> dict[str, Any]:
+    """One protected path per API, and the client that calls it; the patient's report synced."""
+    patient = tokens["patient"]
+    machine = api.machine()
+    upload = {"checkups": [checkup_item(patient.id, machine)]}
+    assert api.post("/api/v1/checkups/", as_=patient, json=upload).status_code == 201
+    sync()
+    return {
+        "core": (api.client, f"/api/v1/users/{patient.id}"),
+        "reports": (reports, f"/api/v1/users/{patient.username}/"),
+    }
+
+
+@pytest.mark.parametrize("api_name", ["core", "reports"])
+def test_every_forged_or_misused_token_is_the_same_401(
+    targets: dict[str, Any], tokens: dict[str, Any], api_name: str
+) -> None:
+    client, path = targets[api_name]
+    patient = tokens["patient"]
+    assert client.get(path, headers=patient.headers).status_code == 200  # the genuine token
+    answers = []
+    for name, header in tokens["headers"].items():
+        response = client.get(path, headers={"Authorization": header})
+        body = assert_problem(response, 401, f"{api_name}: {name}")
+        assert response.headers["WWW-Authenticate"].startswith("Bearer"), name
+        answers.append(body)
+    missing = client.get(path)
+    answers.append(assert_problem(missing, 401))
+    assert all(answer == answers[0] for answer in answers)  # the cause is not disclosed
+
+
+@pytest.mark.parametrize("api_name", ["core", "reports"])
+def test_a_role_edited_token_does_not_open_staff_routes(
+    targets: dict[str, Any], tokens: dict[str, Any], api_name: str
+) -> None:
+    client, _path = targets[api_name]
+    staff_path = "/api/v1/users/"  # operators and admins only, on both APIs
+    assert client.get(staff_path, headers=tokens["patient"].headers).status_code == 403
+    for name, header in tokens["headers"].items():
+        if "role admin" in name:
+            response = client.get(staff_path, headers={"Authorization": header})
+            assert_problem(response, 401, f"{api_name}: {name}")
