@@ -98,6 +98,7 @@ def test_procfile_processes_carry_an_upload_to_the_reports_api(
         assert count == len(items), log_path.read_text(errors="replace")[-3000:]
         metrics = httpx.get(f"{reports}/metrics").text
         assert 'healthapp_sync_passes_total{kind="incremental"}' in metrics
+        running_log = log_path.read_text(errors="replace")
     finally:
         os.killpg(honcho.pid, signal.SIGTERM)
         try:
@@ -111,4 +112,5 @@ def test_procfile_processes_carry_an_upload_to_the_reports_api(
         assert f"{name} started" in output
     synced = [line for line in output.splitlines() if "worker.1" in line and "sync batch" in line]
     assert any("procfile-upload-1" in line for line in synced), synced
-    assert "Traceback" not in output, output[-3000:]
+    # While it ran (a task cut short by the stop may log its loss, and is redelivered).
+    assert "Traceback" not in running_log, running_log[-3000:]
