@@ -2,7 +2,7 @@
 """Reads benchmark (SPEC §9): the Reports API against the same report built from PostgreSQL.
 
     python bench/reads.py [--users 200] [--checkups 200] [--clients 32] [--seconds 10]
-                          [--workers CORES] [--threads 1] [--baseline-threads 4]
+                          [--workers CORES] [--threads 4] [--baseline-threads 4]
                           [--port 18110] [--database-url URL]
 
 What it does, in one run:
@@ -12,8 +12,8 @@ What it does, in one run:
    patients of ``--checkups`` check-ups each (plus a profile and a disease), and an embedded
    Redis in a temporary folder; runs a full sync into it.
 2. Starts the Reports API under gunicorn (project settings, ``--workers`` workers of
-   ``--threads`` threads: its requests are CPU-bound, so one thread per worker spares them
-   the interpreter lock) on ``--port``, and on ``--port`` + 1 a baseline app with the same
+   ``--threads`` threads; with one thread a worker served its keep-alive connections
+   unevenly and p99 doubled) on ``--port``, and on ``--port`` + 1 a baseline app with the same
    middleware that builds the same report from PostgreSQL on every request (the sync's own
    ``build_reports``; ``--baseline-threads`` threads per worker, as it mostly waits).
 3. Drives each with ``--clients`` concurrent closed-loop clients (one process each, on a
@@ -103,9 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="gunicorn workers per server"
     )
-    parser.add_argument(
-        "--threads", type=int, default=1, help="threads per Reports API worker (CPU-bound)"
-    )
+    parser.add_argument("--threads", type=int, default=4, help="threads per Reports API worker")
     parser.add_argument(
         "--baseline-threads",
         type=int,
@@ -185,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"data: {args.users} users x {args.checkups} check-ups = {args.users * args.checkups}"
         f" check-ups; {args.clients} clients, {args.seconds:.0f} s per target,"
-        f" {args.workers} gunicorn workers per server ({args.threads} thread each for the"
+        f" {args.workers} gunicorn workers per server ({args.threads} threads each for the"
         f" Reports API, {args.baseline_threads} for the baseline), {os.cpu_count()} cores;"
         " GET /api/v1/users/{username}/ (first page, 50 check-ups)"
     )
