@@ -215,17 +215,9 @@ def sync(mode: str | None, batch_size: int | None) -> None:
     """Run one incremental sync pass from PostgreSQL into Redis (or --full, --verify)."""
     settings = _settings_or_exit()
     with ExitStack() as stack:
-        database_url = _database_url(stack, settings)
-        redis_url = _redis_url(stack, settings, owner=False)
-        from healthapp.extensions import make_engine, make_redis
-        from healthapp.migrate import upgrade
         from healthapp.sync import service
 
-        upgrade(database_url)
-        engine = make_engine(database_url, timeout_seconds=settings.STORE_TIMEOUT_SECONDS)
-        stack.callback(engine.dispose)
-        client = make_redis(redis_url, timeout_seconds=60)
-        stack.callback(client.close)
+        engine, client = _stores(stack, settings)
         size = batch_size or settings.SYNC_BATCH_SIZE
         progress = stack.enter_context(_ProgressBar(mode or "incremental"))
         if mode == "verify":
@@ -309,6 +301,21 @@ class _ProgressBar:
             self.bar = None
 
 
+def _stores(stack: ExitStack, settings: Any) -> tuple[Any, Any]:
+    """An engine on the migrated database and a Redis client, closed with ``stack``."""
+    from healthapp.extensions import make_engine, make_redis
+    from healthapp.migrate import upgrade
+
+    database_url = _database_url(stack, settings)
+    redis_url = _redis_url(stack, settings, owner=False)
+    upgrade(database_url)
+    engine = make_engine(database_url, timeout_seconds=settings.STORE_TIMEOUT_SECONDS)
+    stack.callback(engine.dispose)
+    client = make_redis(redis_url, timeout_seconds=60)
+    stack.callback(client.close)
+    return engine, client
+
+
 @main.group()
 def audit() -> None:
     """The audit trail of who read or changed whose health data."""
@@ -319,17 +326,9 @@ def audit_drain() -> None:
     """Move the report reads waiting in the audit stream into PostgreSQL (as the worker does)."""
     settings = _settings_or_exit()
     with ExitStack() as stack:
-        database_url = _database_url(stack, settings)
-        redis_url = _redis_url(stack, settings, owner=False)
         from healthapp.audit.stream import drain_read_events
-        from healthapp.extensions import make_engine, make_redis
-        from healthapp.migrate import upgrade
 
-        upgrade(database_url)
-        engine = make_engine(database_url, timeout_seconds=settings.STORE_TIMEOUT_SECONDS)
-        stack.callback(engine.dispose)
-        client = make_redis(redis_url, timeout_seconds=60)
-        stack.callback(client.close)
+        engine, client = _stores(stack, settings)
         stored = drain_read_events(client, engine, max_batches=1_000_000)
     click.echo(f"audit stream drained: {stored} events stored")
 
