@@ -4,8 +4,10 @@ One module for both APIs, parameterised by the environment:
 
 - ``BIND`` (default ``127.0.0.1:8000``; the Procfile and compose file give the Reports API
   ``:8001``), ``WEB_CONCURRENCY`` (workers, default 2 x cores), ``GUNICORN_THREADS``
-  (default 4), ``GUNICORN_TIMEOUT`` (seconds, default 30), ``FORWARDED_ALLOW_IPS`` (proxies
-  whose ``X-Forwarded-*`` headers are trusted, default ``127.0.0.1``).
+  (default 4), ``GUNICORN_TIMEOUT`` (seconds, default 30), ``GUNICORN_MAX_REQUESTS``
+  (recycle a worker after about this many requests; default 0, never),
+  ``FORWARDED_ALLOW_IPS`` (proxies whose ``X-Forwarded-*`` headers are trusted, default
+  ``127.0.0.1``).
 - ``PROMETHEUS_MULTIPROC_DIR``: metrics shared by the workers, emptied when the master
   starts. Give each API its own folder: both masters empty theirs on start.
 """
@@ -26,8 +28,12 @@ worker_class = "gthread"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
-max_requests = 10_000
-max_requests_jitter = 1_000
+# Recycling a worker drops its keep-alive connections onto the others, which keep them:
+# the survivors then serve every client while the new worker idles, and p99 doubles
+# (bench/reads.py). So workers are not recycled unless GUNICORN_MAX_REQUESTS asks for it;
+# bench/soak.py shows each process's memory flat over a run without it.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
+max_requests_jitter = max_requests // 10
 # The app writes one structured access line per request itself.
 accesslog = None
 errorlog = "-"

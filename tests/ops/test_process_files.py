@@ -99,17 +99,20 @@ def procfile_variables() -> list[str]:
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({}, ("127.0.0.1:8000", 4)),
-        ({"BIND": "0.0.0.0:8001", "GUNICORN_THREADS": "8"}, ("0.0.0.0:8001", 8)),
+        ({}, ("127.0.0.1:8000", 4, 0)),
+        (
+            {"BIND": "0.0.0.0:8001", "GUNICORN_THREADS": "8", "GUNICORN_MAX_REQUESTS": "5000"},
+            ("0.0.0.0:8001", 8, 5000),
+        ),
     ],
 )
 def test_gunicorn_settings_come_from_the_environment(monkeypatch, env, expected):
     import importlib
 
-    for key in ("BIND", "GUNICORN_THREADS"):
+    for key in ("BIND", "GUNICORN_THREADS", "GUNICORN_MAX_REQUESTS"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     module = importlib.reload(gunicorn_conf)
-    assert (module.bind, module.threads) == expected
+    assert (module.bind, module.threads, module.max_requests) == expected
     assert module.worker_class == "gthread"
