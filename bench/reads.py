@@ -152,16 +152,24 @@ def main(argv: list[str] | None = None) -> int:
         log_dir = Path(folder)
 
         results = {}
+        pids: list[int] = []
         with reportdata.serve(
             "healthapp.reports.app:create_app()",
             port=args.port,
-            env={"REDIS_URL": redis_url, "GUNICORN_THREADS": str(args.threads)},
+            env={
+                "REDIS_URL": redis_url,
+                "GUNICORN_THREADS": str(args.threads),
+                "GUNICORN_REUSE_PORT": "1",
+            },
             workers=args.workers,
             log=log_dir / "reports.log",
+            pids=pids,
         ) as base:
+            before = reportdata.cpu_seconds(pids[0])
             results["reports"] = reportdata.run_load(
                 base, requests, clients=args.clients, seconds=args.seconds
             )
+            after = reportdata.cpu_seconds(pids[0])
             # Not the benchmark's request: a filtered page, assembled per request.
             filtered = [(f"{path}?checkup_type=blood_pressure", token) for path, token in requests]
             results["filtered"] = reportdata.run_load(
@@ -170,7 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         with reportdata.serve(
             "reads:create_baseline_app()",
             port=args.port + 1,
-            env={"DATABASE_URL": url, "GUNICORN_THREADS": str(args.baseline_threads)},
+            env={
+                "DATABASE_URL": url,
+                "GUNICORN_THREADS": str(args.baseline_threads),
+                "GUNICORN_REUSE_PORT": "1",
+            },
             workers=args.workers,
             log=log_dir / "baseline.log",
             chdir=Path(__file__).resolve().parent,
@@ -202,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
         " (for reference; the targets are for the first page)"
     )
     reports, baseline = results["reports"], results["baseline"]
+    if before is not None and after is not None and reports.sent:
+        print(
+            f"Reports API server CPU per request {(after - before) / reports.sent * 1000:.2f} ms"
+            f" (gunicorn master and workers, user + system, over {reports.sent} requests)"
+        )
     ratio = reports.rate / baseline.rate if baseline.rate else float("inf")
     p99 = reports.percentile(99)
     print(

@@ -169,9 +169,18 @@ def embedded_redis(folder: Path) -> Iterator[str]:
 
 @contextmanager
 def serve(
-    app: str, *, port: int, env: dict[str, str], workers: int, log: Path, chdir: Path | None = None
+    app: str,
+    *,
+    port: int,
+    env: dict[str, str],
+    workers: int,
+    log: Path,
+    chdir: Path | None = None,
+    pids: list[int] | None = None,
 ) -> Iterator[str]:
-    """``app`` under gunicorn on 127.0.0.1:``port`` (the project's settings); stopped after."""
+    """``app`` under gunicorn on 127.0.0.1:``port`` (the project's settings); stopped after.
+
+    The gunicorn master's pid is appended to ``pids`` when given (see ``cpu_seconds``)."""
     full_env = {
         **os.environ,
         "HEALTHAPP_ENV": "development",
@@ -187,6 +196,8 @@ def serve(
         command += ["--chdir", str(chdir)]
     with log.open("wb") as log_file:
         process = subprocess.Popen(command, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
+        if pids is not None:
+            pids.append(process.pid)
         base = f"127.0.0.1:{port}"
         try:
             wait_ready(base, process, log)
@@ -213,6 +224,24 @@ def wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
             pass
         time.sleep(0.2)
     raise SystemExit("gunicorn did not become ready within 60 s")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) of process ``pid`` and its children; ``None`` without
+    ``/proc``. A gunicorn master and its workers, for the server's CPU per request."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total, found = 0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name may hold spaces: the fields follow its closing parenthesis.
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        this = int(stat.parent.name)
+        if this == pid or int(fields[1]) == pid:
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+            found = True
+    return total / ticks if found else None
 
 
 def get(base: str, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
@@ -261,6 +290,8 @@ class LoadResult:
     errors: int
     seconds: float
     latencies_ms: list[float]
+    #: Every request sent, warm-up included (what the server's CPU time was spent on).
+    sent: int = 0
 
     @property
     def rate(self) -> float:
@@ -352,6 +383,7 @@ def _client_process(
     stop = start + seconds
     latencies: list[float] = []
     errors = 0
+    sent = 0
     i = offset
     while True:
         request = prepared[i % len(prepared)]
@@ -365,13 +397,14 @@ def _client_process(
             client.close()
             ok = False
         ended = time.monotonic()
+        sent += 1
         if began >= start:
             if ok:
                 latencies.append((ended - began) * 1000)
             else:
                 errors += 1
     client.close()
-    queue.put((latencies, errors))
+    queue.put((latencies, errors, sent))
 
 
 def run_load(
@@ -394,15 +427,16 @@ def run_load(
     for worker in workers:
         worker.start()
     latencies: list[float] = []
-    errors = 0
+    errors = sent = 0
     for _ in workers:
-        lat, err = queue.get()
+        lat, err, count = queue.get()
         latencies.extend(lat)
         errors += err
+        sent += count
     for worker in workers:
         worker.join()
     return LoadResult(
-        requests=len(latencies), errors=errors, seconds=seconds, latencies_ms=latencies
+        requests=len(latencies), errors=errors, seconds=seconds, latencies_ms=latencies, sent=sent
     )
 
 

@@ -6,6 +6,8 @@ One module for both APIs, parameterised by the environment:
   ``:8001``), ``WEB_CONCURRENCY`` (workers, default 2 x cores), ``GUNICORN_THREADS``
   (default 4), ``GUNICORN_TIMEOUT`` (seconds, default 30), ``GUNICORN_MAX_REQUESTS``
   (recycle a worker after about this many requests; default 0, never),
+  ``GUNICORN_REUSE_PORT`` (``1``: a listening socket per worker; default ``1`` in production,
+  ``0`` elsewhere),
   ``FORWARDED_ALLOW_IPS`` (proxies whose ``X-Forwarded-*`` headers are trusted, default
   ``127.0.0.1``).
 - ``PROMETHEUS_MULTIPROC_DIR``: metrics shared by the workers, emptied when the master
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from gunicorn.config import KNOWN_SETTINGS
+
+_production = os.environ.get("HEALTHAPP_ENV") == "production"
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", str(2 * (os.cpu_count() or 1))))
@@ -39,6 +43,12 @@ accesslog = None
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 limit_request_line = 8190
+# Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel spreads new
+# connections evenly over them. On one shared socket the worker that wakes first accepts
+# nearly every keep-alive connection: bench/reads.py found all 32 clients on one of two
+# workers. Off by default outside production, where a second server started on the same
+# port by mistake should fail with "address in use" instead of quietly sharing it.
+reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "1" if _production else "0") == "1"
 # gunicorn 24+ opens a control socket in the working folder; two APIs started from one
 # folder would fight over its path, and nothing here uses it.
 if any(setting.name == "control_socket_disable" for setting in KNOWN_SETTINGS):

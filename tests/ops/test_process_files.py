@@ -99,20 +99,37 @@ def procfile_variables() -> list[str]:
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({}, ("127.0.0.1:8000", 4, 0)),
+        ({}, ("127.0.0.1:8000", 4, 0, False)),
+        ({"HEALTHAPP_ENV": "production"}, ("127.0.0.1:8000", 4, 0, True)),
         (
-            {"BIND": "0.0.0.0:8001", "GUNICORN_THREADS": "8", "GUNICORN_MAX_REQUESTS": "5000"},
-            ("0.0.0.0:8001", 8, 5000),
+            {
+                "BIND": "0.0.0.0:8001",
+                "GUNICORN_THREADS": "8",
+                "GUNICORN_MAX_REQUESTS": "5000",
+                "GUNICORN_REUSE_PORT": "1",
+            },
+            ("0.0.0.0:8001", 8, 5000, True),
+        ),
+        (
+            {"HEALTHAPP_ENV": "production", "GUNICORN_REUSE_PORT": "0"},
+            ("127.0.0.1:8000", 4, 0, False),
         ),
     ],
 )
 def test_gunicorn_settings_come_from_the_environment(monkeypatch, env, expected):
     import importlib
 
-    for key in ("BIND", "GUNICORN_THREADS", "GUNICORN_MAX_REQUESTS"):
+    for key in (
+        "BIND",
+        "GUNICORN_THREADS",
+        "GUNICORN_MAX_REQUESTS",
+        "GUNICORN_REUSE_PORT",
+        "HEALTHAPP_ENV",
+    ):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     module = importlib.reload(gunicorn_conf)
-    assert (module.bind, module.threads, module.max_requests) == expected
+    settings = (module.bind, module.threads, module.max_requests, module.reuse_port)
+    assert settings == expected
     assert module.worker_class == "gthread"
