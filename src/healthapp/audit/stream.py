@@ -27,6 +27,7 @@ import redis
 import structlog
 
 from healthapp.audit.context import Actor
+from healthapp.extensions import run_command
 from healthapp.problems import Problem
 
 if TYPE_CHECKING:
@@ -54,9 +55,14 @@ def publish_report_read(
     request_id: str | None,
     *,
     maxlen: int = STREAM_MAXLEN,
+    lean: bool = False,
 ) -> None:
-    """Record that ``actor`` read ``username``'s report: one ``XADD``."""
-    _publish(client, actor, ACTION_REPORT_READ, [username], request_id, maxlen)
+    """Record that ``actor`` read ``username``'s report: one ``XADD``.
+
+    ``lean`` sends it as one bare command (``run_command``: no retry), for a caller that
+    falls back to the full path on any error.
+    """
+    _publish(client, actor, ACTION_REPORT_READ, [username], request_id, maxlen, lean=lean)
 
 
 def publish_report_list_read(
@@ -82,19 +88,32 @@ def _publish(
     usernames: Sequence[str],
     request_id: str | None,
     maxlen: int,
+    *,
+    lean: bool = False,
 ) -> None:
-    fields: dict[str, str | int] = {
-        "action": action,
+    command = (
+        *("XADD", STREAM_KEY, "MAXLEN", "~", maxlen, "*"),
+        "action",
+        action,
         # Usernames are [a-z0-9._-]: a comma cannot be part of one.
-        "subjects": ",".join(usernames),
-        "actor_id": str(actor.id) if actor.id else "",
-        "actor_username": actor.username,
-        "actor_role": actor.role,
-        "request_id": request_id or "",
-        "at": time.time_ns() // 1000,
-    }
+        "subjects",
+        ",".join(usernames),
+        "actor_id",
+        str(actor.id) if actor.id else "",
+        "actor_username",
+        actor.username,
+        "actor_role",
+        actor.role,
+        "request_id",
+        request_id or "",
+        "at",
+        time.time_ns() // 1000,
+    )
     try:
-        client.xadd(STREAM_KEY, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+        if lean:
+            run_command(client, *command)
+        else:
+            client.execute_command(*command)
     except redis.ResponseError as error:
         # Redis refused the write (out of memory, say): a read that cannot be recorded is
         # not served, like any other store failure.

@@ -121,7 +121,7 @@ class FirstPageServer:
         ):
             return None
         try:
-            stored = self.store.first_page(username)
+            stored = self.store.first_page(username, lean=True)
         except redis.RedisError:
             return None  # the Flask view meets the same error and answers the problem
         if stored is None:
@@ -145,7 +145,12 @@ class FirstPageServer:
         )
         try:
             publish_report_read(
-                self.store.redis, actor, username, request_id, maxlen=self.audit_maxlen
+                self.store.redis,
+                actor,
+                username,
+                request_id,
+                maxlen=self.audit_maxlen,
+                lean=True,
             )
         except (redis.RedisError, Problem):
             return None  # the Flask view meets the same error and answers the problem

@@ -39,6 +39,7 @@ from healthapp.domain.report_layout import (
     user_key,
     users_index_key,
 )
+from healthapp.extensions import run_command
 
 #: How long a process trusts the generation pointer before reading it again.
 GENERATION_CACHE_SECONDS = 1.0
@@ -99,15 +100,23 @@ class ReportStore:
         """Raise unless Redis answers."""
         self.redis.ping()
 
-    def first_page(self, username: str) -> StoredPage | None:
+    def first_page(self, username: str, *, lean: bool = False) -> StoredPage | None:
         """``username``'s stored first page; ``None`` when there is none (no report, or one
-        written before first pages were stored: read it with ``get_report``)."""
+        written before first pages were stored: read it with ``get_report``).
+
+        ``lean`` reads it with one bare command (``run_command``: no retry), for a caller
+        that falls back to the full path on any error.
+        """
         for attempt in range(2):
             generation = self.generation(refresh=attempt > 0)
             if generation is None:
                 return None
+            key = user_key(generation, username)
             stored = cast(
-                bytes | None, self.redis.hget(user_key(generation, username), FIRST_PAGE_FIELD)
+                bytes | None,
+                run_command(self.redis, "HGET", key, FIRST_PAGE_FIELD)
+                if lean
+                else self.redis.hget(key, FIRST_PAGE_FIELD),
             )
             if stored is not None:
                 return decode_first_page(stored)
