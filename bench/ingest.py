@@ -121,7 +121,8 @@ def create_people(url: str, *, users: int, machines: int) -> tuple[list[str], li
 # Data ----------------------------------------------------------------------------------
 
 
-def _information(kind: str, rng: random.Random) -> dict[str, Any]:
+def random_information(kind: str, rng: random.Random) -> dict[str, Any]:
+    """A plausible ``information`` for ``kind``, within the registry's bounds."""
     if kind == "blood_pressure":
         systolic = rng.randint(95, 180)
         return {
@@ -172,7 +173,7 @@ def generate(
                 "user_id": rng.choice(user_ids),
                 "machine_id": rng.choice(machine_ids),
                 "checkup_type": kind,
-                "information": _information(kind, rng),
+                "information": random_information(kind, rng),
                 "test_taken_by": f"nurse {rng.randint(1, 40)}",
                 "taken_at": taken.strftime("%Y-%m-%dT%H:%M:%SZ"),
             }

@@ -152,8 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         log_dir = Path(folder)
 
         results = {}
-        pids: list[int] = []
-        with reportdata.serve(
+        with reportdata.serve_process(
             "healthapp.reports.app:create_app()",
             port=args.port,
             env={
@@ -163,13 +162,12 @@ def main(argv: list[str] | None = None) -> int:
             },
             workers=args.workers,
             log=log_dir / "reports.log",
-            pids=pids,
-        ) as base:
-            before = reportdata.cpu_seconds(pids[0])
+        ) as (base, server):
+            before = reportdata.cpu_seconds(server.pid)
             results["reports"] = reportdata.run_load(
                 base, requests, clients=args.clients, seconds=args.seconds
             )
-            after = reportdata.cpu_seconds(pids[0])
+            after = reportdata.cpu_seconds(server.pid)
             # Not the benchmark's request: a filtered page, assembled per request.
             filtered = [(f"{path}?checkup_type=blood_pressure", token) for path, token in requests]
             results["filtered"] = reportdata.run_load(

@@ -1,7 +1,7 @@
 """What the report benchmarks share: a throwaway database full of check-ups, an embedded
 Redis, gunicorn servers on 127.0.0.1, and a closed-loop HTTP load generator.
 
-Not a benchmark itself; ``bench/reads.py`` and ``bench/sync.py`` import it.
+Not a benchmark itself; ``bench/reads.py``, ``bench/sync.py`` and ``bench/soak.py`` import it.
 """
 
 from __future__ import annotations
@@ -169,18 +169,18 @@ def embedded_redis(folder: Path) -> Iterator[str]:
 
 @contextmanager
 def serve(
-    app: str,
-    *,
-    port: int,
-    env: dict[str, str],
-    workers: int,
-    log: Path,
-    chdir: Path | None = None,
-    pids: list[int] | None = None,
+    app: str, *, port: int, env: dict[str, str], workers: int, log: Path, chdir: Path | None = None
 ) -> Iterator[str]:
-    """``app`` under gunicorn on 127.0.0.1:``port`` (the project's settings); stopped after.
+    """``app`` under gunicorn on 127.0.0.1:``port`` (the project's settings); stopped after."""
+    with serve_process(app, port=port, env=env, workers=workers, log=log, chdir=chdir) as (base, _):
+        yield base
 
-    The gunicorn master's pid is appended to ``pids`` when given (see ``cpu_seconds``)."""
+
+@contextmanager
+def serve_process(
+    app: str, *, port: int, env: dict[str, str], workers: int, log: Path, chdir: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """As :func:`serve`, with the gunicorn master's process (to watch its memory and CPU)."""
     full_env = {
         **os.environ,
         "HEALTHAPP_ENV": "development",
@@ -196,12 +196,10 @@ def serve(
         command += ["--chdir", str(chdir)]
     with log.open("wb") as log_file:
         process = subprocess.Popen(command, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
-        if pids is not None:
-            pids.append(process.pid)
         base = f"127.0.0.1:{port}"
         try:
             wait_ready(base, process, log)
-            yield base
+            yield base, process
         finally:
             process.send_signal(signal.SIGTERM)
             try:
@@ -209,6 +207,39 @@ def serve(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextmanager
+def sync_worker(env: dict[str, str], *, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The Celery worker with beat (``celery -A healthapp.worker worker -B``, one task at a
+    time, as ``healthapp run`` starts it) in a session of its own; stopped after."""
+    full_env = {
+        **os.environ,
+        "HEALTHAPP_ENV": "development",
+        "JWT_SECRET_KEY": JWT_SECRET,
+        "LOG_LEVEL": "WARNING",
+        **env,
+    }
+    with log.open("wb") as log_file:
+        worker = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "celery", "-A", "healthapp.worker", "worker", "-B"),
+                *("--concurrency", "1", "--loglevel", "WARNING"),
+            ],
+            env=full_env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield worker
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
 
 
 def wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -255,7 +286,9 @@ def get(base: str, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
         conn.close()
 
 
-def tokens(subjects: Sequence[tuple[str, str]], role: str = "patient") -> list[str]:
+def tokens(
+    subjects: Sequence[tuple[str, str]], role: str = "patient", *, hours: float = 2
+) -> list[str]:
     """Access tokens for ``(user id, username)`` pairs, signed with the servers' key."""
     from datetime import timedelta
 
@@ -263,7 +296,7 @@ def tokens(subjects: Sequence[tuple[str, str]], role: str = "patient") -> list[s
     from flask_jwt_extended import JWTManager, create_access_token
 
     app = Flask("bench-tokens")
-    app.config.update(JWT_SECRET_KEY=JWT_SECRET, JWT_ACCESS_TOKEN_EXPIRES=timedelta(hours=2))
+    app.config.update(JWT_SECRET_KEY=JWT_SECRET, JWT_ACCESS_TOKEN_EXPIRES=timedelta(hours=hours))
     JWTManager(app)
     with app.app_context():
         return [

@@ -30,8 +30,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -173,86 +171,61 @@ def freshness(
         ).fetchone()  # type: ignore[misc]
         machine_id = conn.execute("SELECT id::text FROM machines LIMIT 1").fetchone()[0]  # type: ignore[index]
     env = {"DATABASE_URL": url, "REDIS_URL": redis_url, "SYNC_INTERVAL_SECONDS": str(interval)}
-    worker_env = {
-        **os.environ,
-        **env,
-        "HEALTHAPP_ENV": "development",
-        "JWT_SECRET_KEY": reportdata.JWT_SECRET,
-        "LOG_LEVEL": "WARNING",
-    }
-    with (folder / "worker.log").open("wb") as worker_log:
-        worker = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "celery", "-A", "healthapp.worker", "worker", "-B"),
-                *("--concurrency", "1", "--loglevel", "WARNING"),
-            ],
-            env=worker_env,
-            stdout=worker_log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            with (
-                reportdata.serve(
-                    "healthapp.app:create_app()",
-                    port=port,
-                    env=env,
-                    workers=2,
-                    log=folder / "core.log",
-                ) as core,
-                reportdata.serve(
-                    "healthapp.reports.app:create_app()",
-                    port=port + 1,
-                    env=env,
-                    workers=2,
-                    log=folder / "reports.log",
-                ) as reports,
-            ):
-                core_http = httpx.Client(base_url=f"http://{core}", timeout=30)
-                token = core_http.post(
-                    "/api/v1/auth/token", json={"username": operator, "password": password}
-                ).json()["access_token"]
-                headers = {"Authorization": f"Bearer {token}"}
-                reports_http = httpx.Client(base_url=f"http://{reports}", timeout=30)
-                path = f"/api/v1/users/{patient}/?limit=1"
-                delays = []
-                rng = random.Random(3)
-                for _sample in range(samples):
-                    time.sleep(rng.uniform(0, interval))
-                    now = datetime.now(UTC)
-                    items = [
-                        {
-                            "id": str(uuid.uuid4()),
-                            "user_id": patient_id,
-                            "machine_id": machine_id,
-                            "checkup_type": "heart_rate",
-                            "information": {"bpm": 60 + n},
-                            "test_taken_by": "nurse 1",
-                            "taken_at": (now - timedelta(seconds=10 - n)).isoformat(),
-                        }
-                        for n in range(10)
-                    ]
-                    newest = items[-1]["id"]  # the latest reading of the user's history
-                    response = core_http.post(
-                        "/api/v1/checkups/", json={"checkups": items}, headers=headers
-                    )
-                    response.raise_for_status()
-                    uploaded = time.monotonic()
-                    deadline = uploaded + interval + 30
-                    while time.monotonic() < deadline:
-                        body = reports_http.get(path, headers=headers)
-                        if body.status_code == 200 and body.json()["checkups"][0]["id"] == newest:
-                            break
-                        time.sleep(0.05)
-                    delays.append(time.monotonic() - uploaded)
-                return delays
-        finally:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait()
+    with (
+        reportdata.sync_worker(env, log=folder / "worker.log"),
+        reportdata.serve(
+            "healthapp.app:create_app()",
+            port=port,
+            env=env,
+            workers=2,
+            log=folder / "core.log",
+        ) as core,
+        reportdata.serve(
+            "healthapp.reports.app:create_app()",
+            port=port + 1,
+            env=env,
+            workers=2,
+            log=folder / "reports.log",
+        ) as reports,
+    ):
+        core_http = httpx.Client(base_url=f"http://{core}", timeout=30)
+        token = core_http.post(
+            "/api/v1/auth/token", json={"username": operator, "password": password}
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        reports_http = httpx.Client(base_url=f"http://{reports}", timeout=30)
+        path = f"/api/v1/users/{patient}/?limit=1"
+        delays = []
+        rng = random.Random(3)
+        for _sample in range(samples):
+            time.sleep(rng.uniform(0, interval))
+            now = datetime.now(UTC)
+            items = [
+                {
+                    "id": str(uuid.uuid4()),
+                    "user_id": patient_id,
+                    "machine_id": machine_id,
+                    "checkup_type": "heart_rate",
+                    "information": {"bpm": 60 + n},
+                    "test_taken_by": "nurse 1",
+                    "taken_at": (now - timedelta(seconds=10 - n)).isoformat(),
+                }
+                for n in range(10)
+            ]
+            newest = items[-1]["id"]  # the latest reading of the user's history
+            response = core_http.post(
+                "/api/v1/checkups/", json={"checkups": items}, headers=headers
+            )
+            response.raise_for_status()
+            uploaded = time.monotonic()
+            deadline = uploaded + interval + 30
+            while time.monotonic() < deadline:
+                body = reports_http.get(path, headers=headers)
+                if body.status_code == 200 and body.json()["checkups"][0]["id"] == newest:
+                    break
+                time.sleep(0.05)
+            delays.append(time.monotonic() - uploaded)
+        return delays
 
 
 def main(argv: list[str] | None = None) -> int:
