@@ -158,6 +158,34 @@ def security_headers(path: str, *, hsts: bool) -> list[tuple[str, str]]:
     return headers
 
 
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether an ``Accept-Encoding`` header admits a gzip body (RFC 9110 §12.5.3).
+
+    ``gzip`` (or ``x-gzip``) with a non-zero ``q``, or else ``*`` with a non-zero ``q``;
+    a ``q`` that is not a number admits nothing.
+    """
+    if not accept_encoding:
+        return False
+    wildcard: bool | None = None
+    for item in accept_encoding.split(","):
+        coding, _, parameters = item.partition(";")
+        coding = coding.strip().lower()
+        if coding not in ("gzip", "x-gzip", "*"):
+            continue
+        weight = 1.0
+        name, _, value = parameters.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                weight = float(value)
+            except ValueError:
+                weight = 0.0
+        if coding == "*":
+            wildcard = weight > 0
+        else:
+            return weight > 0
+    return bool(wildcard)
+
+
 def register_cors(app: APIFlask) -> None:
     """Let browsers on the ``CORS_ORIGINS`` origins call the API; no CORS headers otherwise."""
     if app.config["CORS_ORIGINS"]:

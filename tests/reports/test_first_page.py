@@ -6,8 +6,10 @@ send each request through both and compare status, headers and body byte for byt
 
 from __future__ import annotations
 
+import gzip
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,7 +19,12 @@ from flask import request_started
 from werkzeug.test import Client, TestResponse
 
 from healthapp.auth.access import Principal, VerifiedTokens
-from healthapp.domain.report_layout import FIRST_PAGE_SIZE, report_body
+from healthapp.domain.report_layout import (
+    FIRST_PAGE_FIELD,
+    FIRST_PAGE_SIZE,
+    report_body,
+    user_key,
+)
 from healthapp.domain.roles import Role
 from healthapp.json_provider import dumps_bytes
 from healthapp.pagination import encode_cursor
@@ -81,6 +88,84 @@ def test_first_page_is_what_flask_answers(api, engine, sync, reports, reports_ap
     assert_same(served, flask_only)
     assert len(served.json["checkups"]) == min(count, FIRST_PAGE_SIZE)
     assert (served.json["next_cursor"] is not None) == (count > FIRST_PAGE_SIZE)
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "gzipped"),
+    [
+        ("gzip", True),
+        ("gzip, deflate, br", True),
+        ("br;q=1.0, gzip;q=0.8, *;q=0.1", True),
+        ("*", True),
+        ("gzip;q=0", False),
+        ("identity", False),
+        ("deflate", False),
+    ],
+)
+def test_a_client_that_accepts_gzip_gets_the_stored_bytes_on_either_path(
+    api, engine, sync, reports, reports_app, accept_encoding, gzipped
+):
+    patient = api.user()
+    add_checkups(api, engine, patient, 60)
+    sync()
+    path = f"/api/v1/users/{patient.username}/"
+    plain = reports.get(path, headers=bearer(patient, **{"X-Request-ID": "gz-1"}))
+    headers = bearer(patient, **{"X-Request-ID": "gz-1", "Accept-Encoding": accept_encoding})
+
+    with flask_requests(reports_app) as handled:
+        served, flask_only = both(reports_app, path, headers)
+
+    assert handled == [path]
+    assert_same(served, flask_only)
+    assert served.headers["Vary"] == "Accept-Encoding"
+    if gzipped:
+        assert served.headers["Content-Encoding"] == "gzip"
+        assert served.headers["ETag"] == f"W/{plain.headers['ETag']}"
+        assert gzip.decompress(served.get_data()) == plain.get_data()
+        assert len(served.get_data()) < len(plain.get_data()) / 3
+    else:
+        assert "Content-Encoding" not in served.headers
+        assert served.get_data() == plain.get_data()
+
+
+def test_either_etag_revalidates_a_gzipped_page(api, engine, sync, reports, reports_app):
+    patient = api.user()
+    add_checkups(api, engine, patient, 20)
+    sync()
+    path = f"/api/v1/users/{patient.username}/"
+    plain = reports.get(path, headers=bearer(patient)).headers["ETag"]
+
+    for etag in (plain, f"W/{plain}"):
+        headers = bearer(
+            patient, **{"X-Request-ID": "gz-2", "Accept-Encoding": "gzip", "If-None-Match": etag}
+        )
+        served, flask_only = both(reports_app, path, headers)
+        assert served.status_code == 304, etag
+        assert_same(served, flask_only)
+        assert served.get_data() == b""
+
+
+def test_a_page_stored_before_gzip_is_sent_inflated(api, engine, sync, reports, reports_app):
+    patient = api.user()
+    add_checkups(api, engine, patient, 20)
+    sync()
+    path = f"/api/v1/users/{patient.username}/"
+    before = reports.get(path, headers=bearer(patient))
+    store = reports_app.extensions["healthapp.report_store"]
+    stored = store.first_page(patient.username)
+    key = user_key(store.generation(), patient.username)
+    older = f"{stored.version}{stored.synced_at}\x00".encode() + zlib.compress(stored.body)
+    store.redis.hset(key, FIRST_PAGE_FIELD, older)
+    headers = bearer(patient, **{"X-Request-ID": "gz-3", "Accept-Encoding": "gzip"})
+
+    with flask_requests(reports_app) as handled:
+        served, flask_only = both(reports_app, path, headers)
+
+    assert handled == [path]
+    assert_same(served, flask_only)
+    assert "Content-Encoding" not in served.headers
+    assert served.headers["ETag"] == before.headers["ETag"]
+    assert served.get_data() == before.get_data()
 
 
 def test_stored_page_is_the_page_a_reader_builds(api, engine, sync, reports_app):

@@ -28,12 +28,15 @@ and reads again instead of mixing two versions.
 The first page (the newest ``FIRST_PAGE_SIZE`` check-ups, no filter: what the mobile app
 asks for each time it opens) is also stored as the response body it is, rendered by the
 sync with the same functions a reader uses for any other page: the content hash, the
-``synced_at`` text, a NUL byte, then the zlib-compressed JSON body. Serving it costs one
-field read and no decoding or encoding.
+``synced_at`` text, a NUL byte, then the JSON body as a gzip member. Serving it costs one
+field read and no encoding; a client that accepts gzip (every mobile HTTP stack does) gets
+those bytes as they are, and any other client the body inflated. Pages stored before
+gzip hold a zlib stream instead, which is always inflated.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import zlib
 from collections.abc import Iterable, Sequence
@@ -131,26 +134,43 @@ def decode_chunk(stored: bytes, content_hash: str | None = None) -> list[list[An
 
 def encode_first_page(content_hash: str, synced_at: str, body: dict[str, Any]) -> bytes:
     """The stored form of a rendered first page."""
-    compressed = zlib.compress(orjson.dumps(body), COMPRESSION_LEVEL)
+    # mtime=0: the same page compresses to the same bytes on every rebuild.
+    compressed = gzip.compress(orjson.dumps(body), COMPRESSION_LEVEL, mtime=0)
     return f"{content_hash}{synced_at}\x00".encode() + compressed
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+#: ``wbits`` that inflate a gzip member or a zlib stream, whichever it is.
+_GZIP_OR_ZLIB = 32 + zlib.MAX_WBITS
 
 
 @dataclass(frozen=True, slots=True)
 class StoredPage:
-    """A rendered first page as a reader gets it: its version, ``synced_at`` and body."""
+    """A rendered first page as a reader gets it: its version, ``synced_at`` and the
+    compressed body."""
 
     version: str
     synced_at: str
-    body: bytes
+    compressed: bytes
+
+    @property
+    def gzip(self) -> bytes | None:
+        """The body as a gzip member, to send as it is; ``None`` for an older zlib page."""
+        return self.compressed if self.compressed.startswith(_GZIP_MAGIC) else None
+
+    @property
+    def body(self) -> bytes:
+        """The JSON body."""
+        return zlib.decompress(self.compressed, _GZIP_OR_ZLIB)
 
 
 def decode_first_page(stored: bytes) -> StoredPage:
-    """The version, ``synced_at`` and JSON body of a stored first page."""
+    """The version, ``synced_at`` and compressed body of a stored first page."""
     separator = stored.index(b"\x00", HASH_LENGTH)
     return StoredPage(
         version=stored[:HASH_LENGTH].decode(),
         synced_at=stored[HASH_LENGTH:separator].decode(),
-        body=zlib.decompress(stored[separator + 1 :]),
+        compressed=stored[separator + 1 :],
     )
 
 

@@ -7,9 +7,9 @@ process has already verified, a caller who may read the report, no ``Origin`` (C
 no ``If-Modified-Since``. It sends the same status, headers and body the Flask view would
 (a test compares the two), counts the request in the same metrics, writes the same
 access log line and hands the same read event to the audit stream, at a fraction of the
-cost. Anything else — a new or bad token, another
-user's report, a filter, a missing report, a store error — goes on to the Flask app,
-which answers it as it answers every request.
+cost. A client that accepts gzip gets the page as the sync compressed it. Anything else
+— a new or bad token, another user's report, a filter, a missing report, a store error —
+goes on to the Flask app, which answers it as it answers every request.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from healthapp.auth.access import VERIFIED_TOKENS_EXTENSION, VerifiedTokens
 from healthapp.observability import HTTP_LATENCY, HTTP_REQUESTS, REQUEST_ID, REQUEST_ID_HEADER
 from healthapp.problems import Problem
 from healthapp.reports.store import ReportStore, entity_tag
-from healthapp.webapp import security_headers
+from healthapp.webapp import accepts_gzip, security_headers
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -128,10 +128,12 @@ class FirstPageServer:
             return None
         supplied = environ.get("HTTP_X_REQUEST_ID", "")
         request_id = supplied if REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        gzipped = stored.gzip if accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING")) else None
         etag = f'"{entity_tag(stored.version, "")}"'
         headers = [
             ("Date", self._date()),
-            ("ETag", etag),
+            ("ETag", etag if gzipped is None else f"W/{etag}"),
+            ("Vary", "Accept-Encoding"),
             (REQUEST_ID_HEADER, request_id),
             *self._headers,
         ]
@@ -154,12 +156,15 @@ class FirstPageServer:
             )
         except (redis.RedisError, Problem):
             return None  # the Flask view meets the same error and answers the problem
+        body = stored.body if gzipped is None else gzipped
         headers += [
             ("Content-Type", "application/json"),
-            ("Content-Length", str(len(stored.body))),
+            ("Content-Length", str(len(body))),
             ("Last-Modified", self._last_modified(stored.synced_at)),
         ]
-        return 200, headers, stored.body, request_id
+        if gzipped is not None:
+            headers.append(("Content-Encoding", "gzip"))
+        return 200, headers, body, request_id
 
 
 def _http_date(synced_at: str) -> str:

@@ -23,6 +23,7 @@ from healthapp.reports.store import (
     listed_checkup_item,
 )
 from healthapp.request_parsing import query_args
+from healthapp.webapp import accepts_gzip
 
 bp = APIBlueprint("reports", __name__, url_prefix="/api/v1/users", tag="Reports")
 
@@ -39,11 +40,23 @@ def _query_key() -> str:
     return "&".join(f"{k}={v}" for k, v in sorted(request.args.items(multi=True)))
 
 
-def _conditional(body: dict[str, Any] | bytes, *, etag: str, last_modified: str | None) -> Response:
-    """``body`` with its validators; a 304 when the client's copy is current."""
+def _conditional(
+    body: dict[str, Any] | bytes,
+    *,
+    etag: str,
+    last_modified: str | None,
+    gzipped: bool = False,
+) -> Response:
+    """``body`` with its validators; a 304 when the client's copy is current.
+
+    A ``gzipped`` body goes out with ``Content-Encoding: gzip`` and a weak ETag: the
+    encoded bytes are another representation of the same content (as nginx does).
+    """
     encoded = body if isinstance(body, bytes) else dumps_bytes(body)
     response = current_app.response_class(encoded, mimetype="application/json")
-    response.set_etag(etag)
+    if gzipped:
+        response.content_encoding = "gzip"
+    response.set_etag(etag, weak=gzipped)
     if last_modified:
         response.last_modified = datetime.fromisoformat(last_modified)
     response.make_conditional(request)
@@ -72,6 +85,7 @@ def get_report(username: str, query: ReportQuery) -> Response:
     response = _first_page(username) if query.is_first_page() else None
     if response is None:
         response = _filtered_page(username, query)
+    response.vary.add("Accept-Encoding")  # the first page may be sent gzipped
     if response.status_code == 200:  # a 304 discloses nothing the client did not have
         actor = current_actor()
         publish_report_read(
@@ -89,8 +103,12 @@ def _first_page(username: str) -> Response | None:
     stored = report_store().first_page(username)
     if stored is None:
         return None
+    gzipped = stored.gzip if accepts_gzip(request.headers.get("Accept-Encoding")) else None
     return _conditional(
-        stored.body, etag=entity_tag(stored.version, _query_key()), last_modified=stored.synced_at
+        gzipped or stored.body,
+        etag=entity_tag(stored.version, _query_key()),
+        last_modified=stored.synced_at,
+        gzipped=gzipped is not None,
     )
 
 
