@@ -257,22 +257,37 @@ def wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
     raise SystemExit("gunicorn did not become ready within 60 s")
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time (user + system) of process ``pid`` and its children; ``None`` without
-    ``/proc``. A gunicorn master and its workers, for the server's CPU per request."""
-    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    total, found = 0, False
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from ``/proc``."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
         try:
-            # The command name may hold spaces: the fields follow its closing parenthesis.
-            fields = stat.read_text().rpartition(")")[2].split()
+            stat = Path(entry.path, "stat").read_text()
         except OSError:
-            continue  # the process ended meanwhile
-        this = int(stat.parent.name)
-        if this == pid or int(fields[1]) == pid:
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-            found = True
-    return total / ticks if found else None
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of ``pid`` and its descendants, from ``/proc``: a gunicorn
+    master and its workers, for the server's CPU time per request."""
+    ticks = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended meanwhile
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def get(base: str, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
@@ -400,6 +415,7 @@ def _client_process(
     seconds: float,
     warmup: float,
     queue: multiprocessing.Queue,  # type: ignore[type-arg]
+    headers: str,
 ) -> None:
     """One closed-loop client on one keep-alive connection: a request, its whole
     response, the next request."""
@@ -407,7 +423,7 @@ def _client_process(
     prepared = [
         (
             f"GET {path} HTTP/1.1\r\nHost: {base}\r\nAuthorization: Bearer {token}\r\n"
-            "Accept: application/json\r\n\r\n"
+            f"Accept: application/json\r\n{headers}\r\n"
         ).encode()
         for path, token in requests
     ]
@@ -447,13 +463,16 @@ def run_load(
     clients: int,
     seconds: float,
     warmup: float = 2.0,
+    headers: dict[str, str] | None = None,
 ) -> LoadResult:
     """``clients`` concurrent closed-loop clients for ``seconds`` after ``warmup``, each a
-    process of its own (no client waits on another's interpreter lock)."""
+    process of its own (no client waits on another's interpreter lock), sending
+    ``headers`` besides ``Host``, ``Authorization`` and ``Accept``."""
+    lines = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
     workers = [
         multiprocessing.Process(
-            target=_client_process, args=(base, requests, n * 9973, seconds, warmup, queue)
+            target=_client_process, args=(base, requests, n * 9973, seconds, warmup, queue, lines)
         )
         for n in range(clients)
     ]

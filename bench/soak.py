@@ -849,26 +849,6 @@ def run_clients(
 # Processes and memory --------------------------------------------------------------------
 
 
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants, from ``/proc``."""
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(parent, []).append(int(entry.name))
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(children.get(current, []))
-    return tree
-
-
 def rss_kib(pid: int) -> int:
     """VmRSS of one process in KiB (0 if it is gone)."""
     try:
@@ -893,7 +873,7 @@ class MemoryWatch:
     seen: set[int] = field(default_factory=set)
 
     def sample(self) -> int:
-        tree = process_tree(self.pid)
+        tree = reportdata.process_tree(self.pid)
         self.seen.update(tree)
         self.processes = len(tree)
         total = sum(rss_kib(pid) for pid in tree)
