@@ -81,28 +81,37 @@ def run(host: str, core_port: int, reports_port: int, workers: int) -> None:
         click.echo("database schema is up to date")
         redis_url = _redis_url(stack, settings, owner=True)
         env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
+        # Each API's workers add up their metrics in a folder of its own (as the Procfile).
+        metrics = Path(os.environ.get("METRICS_DIR") or Path(settings.INSTANCE_PATH, "metrics"))
         processes = {
-            "core-api": _gunicorn("healthapp.app:create_app()", host, core_port, workers),
-            "reports-api": _gunicorn(
-                "healthapp.reports.app:create_app()", host, reports_port, workers
+            "core-api": (
+                _gunicorn("healthapp.app:create_app()", host, core_port, workers),
+                {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics / "core")},
             ),
-            "sync-worker": [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "healthapp.worker",
-                "worker",
-                "--beat",
-                "--scheduler",
-                "redbeat.RedBeatScheduler",
-                "--concurrency",
-                "1",
-                "--loglevel",
-                settings.LOG_LEVEL,
-            ],
+            "reports-api": (
+                _gunicorn("healthapp.reports.app:create_app()", host, reports_port, workers),
+                {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics / "reports")},
+            ),
+            "sync-worker": (
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "healthapp.worker",
+                    "worker",
+                    "--beat",
+                    "--scheduler",
+                    "redbeat.RedBeatScheduler",
+                    "--concurrency",
+                    "1",
+                    "--loglevel",
+                    settings.LOG_LEVEL,
+                ],
+                env,
+            ),
         }
-        _supervise(processes, env)
+        _supervise(processes)
 
 
 def _gunicorn(app: str, host: str, port: int, workers: int) -> list[str]:
@@ -121,9 +130,13 @@ def _gunicorn(app: str, host: str, port: int, workers: int) -> list[str]:
     ]
 
 
-def _supervise(commands: dict[str, list[str]], env: dict[str, str]) -> None:
-    """Run ``commands`` until one exits or the user interrupts; then stop them all."""
-    children = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}  # noqa: S603
+def _supervise(commands: dict[str, tuple[list[str], dict[str, str]]]) -> None:
+    """Run ``commands`` (each with its environment) until one exits or the user
+    interrupts; then stop them all."""
+    children = {
+        name: subprocess.Popen(command, env=env)  # noqa: S603
+        for name, (command, env) in commands.items()
+    }
     for name, child in children.items():
         click.echo(f"started {name} (pid {child.pid})")
     stopping = False
