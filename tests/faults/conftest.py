@@ -8,8 +8,10 @@ which it may only do to servers it started itself.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,11 +35,20 @@ COMMAND_TIMEOUT_SECONDS = 60
 
 
 @pytest.fixture(scope="package")
-def owned_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnedPostgres]:
-    """One embedded PostgreSQL for the fault suite; each test gets its own database on it."""
-    server = OwnedPostgres(tmp_path_factory.mktemp("faults-pg"))
-    yield server
-    server.close()
+def owned_postgres() -> Iterator[OwnedPostgres]:
+    """One embedded PostgreSQL for the fault suite; each test gets its own database on it.
+
+    Its folder is not under pytest's temporary root: run as root, the server runs as an
+    unprivileged user, and every pytest session that starts makes that root private again,
+    which would cut a server started by another session off its own files.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="healthapp-faults-"))
+    try:
+        server = OwnedPostgres(folder)
+        yield server
+        server.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
