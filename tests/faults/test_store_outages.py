@@ -27,10 +27,15 @@ REPORTS_APP = "healthapp.reports.app:create_app()"
 
 
 @pytest.fixture
-def core_api(fault_database: str, tmp_path: Path) -> Iterator[str]:
+def core_api(fault_database: str, owned_redis: OwnedRedis, tmp_path: Path) -> Iterator[str]:
+    """The Core API as production runs it: its rate limits counted in Redis."""
     with running_gunicorn(
         fault_database,
         tmp_path / "core.log",
+        REDIS_URL=owned_redis.url,
+        RATELIMIT_ENABLED="1",
+        UPLOAD_RATE_LIMIT_PER_ADDRESS="1000/minute",
+        LOGIN_RATE_LIMIT_PER_ADDRESS="1000/minute",
         STORE_TIMEOUT_SECONDS=str(STORE_TIMEOUT_SECONDS),
         GUNICORN_THREADS="4",
     ) as base:
@@ -143,7 +148,7 @@ def test_postgresql_stopped_reports_serve_and_core_answers_503(
     assert "unhandled error" not in log, log[-3000:]
 
 
-def test_redis_down_or_frozen_reports_answer_503(
+def test_redis_down_or_frozen_reports_answer_503_and_uploads_go_on(
     owned_redis: OwnedRedis,
     fault_database: str,
     fault_api: ApiClient,
@@ -151,9 +156,10 @@ def test_redis_down_or_frozen_reports_answer_503(
     reports_api: str,
     tmp_path: Path,
 ):
-    _operator, patient, _items = upload_and_sync(
+    operator, patient, items = upload_and_sync(
         core_api, fault_api, fault_database, owned_redis.url, 5
     )
+    sessions = iter(range(1, 10))
     report_url = f"{reports_api}/api/v1/users/{patient.username}/"
     assert httpx.get(report_url, headers=patient.headers, timeout=30).status_code == 200
 
@@ -166,6 +172,21 @@ def test_redis_down_or_frozen_reports_answer_503(
             for url in [report_url, f"{report_url}?limit=2", f"{reports_api}/readyz"]:
                 assert_unavailable(*timed("GET", url, headers=patient.headers))
             assert httpx.get(f"{reports_api}/healthz", timeout=30).status_code == 200
+            # The Core API's rate limits fail open, after one store timeout at most.
+            more = checkup_session(
+                patient.id,
+                items[0]["machine_id"],  # type: ignore[arg-type]
+                2,
+                start_minute=100 * next(sessions),
+            )
+            response, seconds = timed(
+                "POST",
+                f"{core_api}/api/v1/checkups/",
+                headers=operator.headers,
+                json={"checkups": more},
+            )
+            assert response.status_code == 201, response.text
+            assert seconds < ANSWER_BOUND_SECONDS, f"an upload took {seconds:.2f} s"
         finally:
             end_outage()
         wait_until(
@@ -173,5 +194,6 @@ def test_redis_down_or_frozen_reports_answer_503(
             timeout=15,
             what="the Reports API to be ready again",
         )
-    log = (tmp_path / "reports.log").read_text(errors="replace")
-    assert "unhandled error" not in log, log[-3000:]
+    for name in ("reports.log", "core.log"):
+        log = (tmp_path / name).read_text(errors="replace")
+        assert "unhandled error" not in log, log[-3000:]
