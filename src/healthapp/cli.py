@@ -95,7 +95,7 @@ def run(host: str, core_port: int, reports_port: int, workers: int) -> None:
                 "worker",
                 "--beat",
                 "--scheduler",
-                "redbeat.RedBeatScheduler",
+                "healthapp.sync.beat.ResilientScheduler",
                 "--concurrency",
                 "1",
                 "--loglevel",
