@@ -6,7 +6,7 @@ from apiflask import APIFlask
 from sqlalchemy import Engine, text
 
 from healthapp.config import Base
-from healthapp.extensions import db, limiter
+from healthapp.extensions import db, limiter, redis_options
 from healthapp.webapp import new_api, register_health
 
 
@@ -26,6 +26,11 @@ def register_extensions(app: APIFlask, *, engine: Engine | None = None) -> None:
     db.init_app(app, engine=engine)
     redis_url = app.config.get("REDIS_URL")
     app.config["RATELIMIT_STORAGE_URI"] = _limiter_storage(redis_url) if redis_url else "memory://"
+    if redis_url:
+        # A Redis that does not answer holds a request up to the store timeout, no longer.
+        app.config["RATELIMIT_STORAGE_OPTIONS"] = redis_options(
+            timeout_seconds=app.config["STORE_TIMEOUT_SECONDS"]
+        )
     app.config["RATELIMIT_STRATEGY"] = "moving-window"
     app.config["RATELIMIT_KEY_PREFIX"] = "healthapp-rl"
     app.config["RATELIMIT_SWALLOW_ERRORS"] = True

@@ -102,7 +102,7 @@ def run(host: str, core_port: int, reports_port: int, workers: int) -> None:
                     "worker",
                     "--beat",
                     "--scheduler",
-                    "redbeat.RedBeatScheduler",
+                    "healthapp.sync.beat.ResilientScheduler",
                     "--concurrency",
                     "1",
                     "--loglevel",
@@ -226,6 +226,16 @@ def create_admin(username: str, email: str | None, password_stdin: bool) -> None
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=None, help="Users per batch.")
 def sync(mode: str | None, batch_size: int | None) -> None:
     """Run one incremental sync pass from PostgreSQL into Redis (or --full, --verify)."""
+    from healthapp.sync import service
+
+    try:
+        _sync(mode, batch_size)
+    except service.StoreLostError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _sync(mode: str | None, batch_size: int | None) -> None:
+    """What ``healthapp sync`` does, in the mode given."""
     settings = _settings_or_exit()
     with ExitStack() as stack:
         from healthapp.sync import service

@@ -42,14 +42,25 @@ def make_engine(url: str, *, pool_size: int = 5, timeout_seconds: int = 3) -> En
     )
 
 
+def redis_options(*, timeout_seconds: float, retries: int = 1) -> dict[str, Any]:
+    """Settings of every Redis client: it gives up quickly when Redis is unreachable.
+
+    A dropped connection (Redis restarted) is retried ``retries`` times on a new one; a
+    timeout is not: the server took the whole ``timeout_seconds`` not to answer, and a
+    second wait would double the time a request takes to get its 503.
+    """
+    return {
+        "socket_timeout": timeout_seconds,
+        "socket_connect_timeout": timeout_seconds,
+        "retry": Retry(NoBackoff(), retries, supported_errors=(redis.ConnectionError,)),
+        "health_check_interval": 30,
+    }
+
+
 def make_redis(url: str, *, timeout_seconds: float = 3, retries: int = 1) -> redis.Redis:
-    """A Redis client for ``url`` that gives up quickly when Redis is unreachable."""
+    """A Redis client for ``url`` with :func:`redis_options`."""
     return redis.Redis.from_url(
-        url,
-        socket_timeout=timeout_seconds,
-        socket_connect_timeout=timeout_seconds,
-        retry=Retry(NoBackoff(), retries),
-        health_check_interval=30,
+        url, **redis_options(timeout_seconds=timeout_seconds, retries=retries)
     )
 
 

@@ -5,6 +5,8 @@ Each test builds its own Core API with rate limiting on; the suite's app keeps i
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -34,10 +36,12 @@ def limited_app(app: Any, database_url: str, engine: Engine) -> Iterator[Limited
         per_user: str = "3/minute",
         per_address: str = "60/minute",
         redis_url: str | None = None,
+        store_timeout_seconds: int = 3,
     ) -> Any:
         settings = config.Testing()
         settings.DATABASE_URL = database_url
         settings.REDIS_URL = redis_url
+        settings.STORE_TIMEOUT_SECONDS = store_timeout_seconds
         settings.RATELIMIT_ENABLED = True
         settings.LOGIN_RATE_LIMIT_PER_USER = per_user
         settings.LOGIN_RATE_LIMIT_PER_ADDRESS = per_address
@@ -153,3 +157,24 @@ def test_handing_the_limiter_back_turns_limits_off_for_the_suite_app(
     limiter.init_app(app)
     for _ in range(3):
         assert _attempt(api.client, user.username, PASSWORD).status_code == 200
+
+
+def test_a_redis_that_never_answers_holds_a_login_one_store_timeout_per_limit(
+    limited_app: LimitedApp, api: ApiClient
+) -> None:
+    """The limits fail open, each check waiting up to ``STORE_TIMEOUT_SECONDS``, no longer."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # connections are accepted by the kernel and never answered
+    try:
+        app = limited_app(
+            redis_url=f"redis://127.0.0.1:{silent.getsockname()[1]}/0", store_timeout_seconds=1
+        )
+        user = api.user()
+        started = time.monotonic()
+        response = _attempt(app.test_client(), user.username, PASSWORD)
+        elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+    assert response.status_code == 200, response.json
+    assert elapsed < 2 * 1 + 1, f"the login took {elapsed:.2f} s for two limits"

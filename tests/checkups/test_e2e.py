@@ -39,13 +39,21 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running_gunicorn(database_url: str, log_path: Path, **settings: str) -> Iterator[str]:
-    """The Core API under gunicorn on a free port, using the suite's database."""
+def running_gunicorn(
+    database_url: str | None,
+    log_path: Path,
+    *,
+    app: str = "healthapp.app:create_app()",
+    **settings: str,
+) -> Iterator[str]:
+    """``app`` (default: the Core API) under gunicorn on a free port, on ``database_url``.
+
+    Without ``REDIS_URL`` among ``settings`` the rate limits live in the process's memory.
+    """
     port = _free_port()
     env = {
         **os.environ,
         "HEALTHAPP_ENV": "testing",
-        "DATABASE_URL": database_url,
         "BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "1",
         "GUNICORN_THREADS": "2",
@@ -53,11 +61,15 @@ def running_gunicorn(database_url: str, log_path: Path, **settings: str) -> Iter
         "LOG_LEVEL": "WARNING",
         **settings,
     }
-    env.pop("REDIS_URL", None)  # rate limits in the process's memory
+    for name, value in (("DATABASE_URL", database_url), ("REDIS_URL", settings.get("REDIS_URL"))):
+        if value:
+            env[name] = value
+        else:
+            env.pop(name, None)
     exe = shutil.which("gunicorn") or str(Path(sys.executable).with_name("gunicorn"))
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [exe, "-c", "python:healthapp.gunicorn_conf", "healthapp.app:create_app()"],
+            [exe, "-c", "python:healthapp.gunicorn_conf", app],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -46,7 +46,7 @@ def test_procfile_runs_four_processes_with_beat_on_its_own():
     assert not {"-B", "--beat"} & set(worker)
     beat = shlex.split(processes["beat"])
     assert "beat" in beat
-    assert "redbeat.RedBeatScheduler" in beat
+    assert "healthapp.sync.beat.ResilientScheduler" in beat
     for name in ("core", "reports"):
         assert "-c python:healthapp.gunicorn_conf" in processes[name]
     # Each API has its own metrics folder: each gunicorn master empties its own on start.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import socket
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -113,3 +115,28 @@ def test_reports_answer_503_with_redis_stopped(tmp_path: Path, engine: Any):
     assert client.get("/healthz").status_code == 200
     with contextlib.suppress(redis.RedisError):
         make_redis(server.url).close()
+
+
+def test_a_redis_that_never_answers_costs_one_timeout():
+    """A request meets the store timeout once: no retry of a timed-out command, and the
+    first-page layer hands its error to the Flask app instead of asking Redis again."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # connections are accepted by the kernel and never answered
+    try:
+        port = silent.getsockname()[1]
+        app = create_app(reports_settings(f"redis://127.0.0.1:{port}/0"))
+        client = app.test_client()
+        headers = token(app, uuid.uuid4(), "silent-redis")
+        timeout = app.config["STORE_TIMEOUT_SECONDS"]
+        # The first request verifies the token in Flask; the second goes through the
+        # first-page layer, which meets the timeout before the Flask app does.
+        for path in ["/api/v1/users/silent-redis/"] * 2 + ["/api/v1/users/silent-redis/?limit=1"]:
+            started = time.monotonic()
+            r = client.get(path, headers=headers)
+            elapsed = time.monotonic() - started
+            assert r.status_code == 503, r.json
+            assert r.content_type == "application/problem+json"
+            assert elapsed < 1.8 * timeout, f"{path} took {elapsed:.2f} s"
+    finally:
+        silent.close()

@@ -18,7 +18,13 @@ from healthapp.domain.roles import Role
 from healthapp.embedded import start_redis
 from healthapp.extensions import make_redis
 from healthapp.reports.store import ReportStore
-from healthapp.sync.service import run_incremental_sync, verify
+from healthapp.sync.service import (
+    StoreLostError,
+    current_generation,
+    full_rebuild,
+    run_incremental_sync,
+    verify,
+)
 from tests.factories import delete_checkup, insert_checkups
 from tests.sync.conftest import read_all
 
@@ -126,3 +132,31 @@ def test_deletes_made_while_redis_is_down_arrive_after(api, engine, tmp_path: Pa
         client.close()
         with contextlib.suppress(redis.RedisError):
             server.stop()
+
+
+def test_redis_emptied_during_a_full_rebuild_is_not_switched_to(api, engine, redis_client):
+    """A Redis that restarts empty half-way through a rebuild still takes the later batches;
+    the rebuild must not point readers at that half generation (nothing would repair it)."""
+    machine = api.machine()
+    for _ in range(3):
+        insert_checkups(engine, user_id=api.user().id, machine_id=machine, count=2)
+    run_incremental_sync(engine=engine, redis_client=redis_client)
+    batches = []
+
+    def lose_everything_after_the_first_batch(users: int) -> None:
+        batches.append(users)
+        if len(batches) == 1:
+            redis_client.flushdb()  # what a restart without persistence leaves
+
+    with pytest.raises(StoreLostError):
+        full_rebuild(
+            engine=engine,
+            redis_client=redis_client,
+            batch_size=1,
+            progress=lose_everything_after_the_first_batch,
+        )
+    assert len(batches) == 3
+    assert current_generation(redis_client=redis_client) is None
+
+    run_incremental_sync(engine=engine, redis_client=redis_client)
+    assert verify(engine=engine, redis_client=redis_client).clean

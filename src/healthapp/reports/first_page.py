@@ -9,7 +9,9 @@ no ``If-Modified-Since``. It sends the same status, headers and body the Flask v
 access log line and hands the same read event to the audit stream, at a fraction of the
 cost. A client that accepts gzip gets the page as the sync compressed it. Anything else
 — a new or bad token, another user's report, a filter, a missing report, a store error —
-goes on to the Flask app, which answers it as it answers every request.
+goes on to the Flask app, which answers it as it answers every request. A store that did
+not answer is not asked twice: the Flask app answers that request's 503 from the error
+this layer met.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 import redis
 import structlog
 from apiflask import APIFlask
+from flask import request
 
 from healthapp.audit.context import Actor
 from healthapp.audit.stream import publish_report_read
@@ -41,6 +44,10 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 ROUTE = "/api/v1/users/<username>/"
 _PATH = re.compile(r"/api/v1/users/([a-z0-9._-]{3,32})/")
 _DECLINING_HEADERS = ("HTTP_ORIGIN", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_RANGE", "HTTP_RANGE")
+#: The environ key holding the store error this layer met, for the Flask app to answer.
+STORE_ERROR = "healthapp.store_error"
+#: Errors of an unreachable store, answered 503 by the Flask app's error handler.
+_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
 
 
 class FirstPageServer:
@@ -61,6 +68,7 @@ class FirstPageServer:
         self._latency = HTTP_LATENCY.labels(api, ROUTE)
         self._dates: tuple[int, str] = (0, "")
         self._last_modified_texts: dict[str, str] = {}
+        app.before_request(_raise_store_error)
 
     def _date(self) -> str:
         """The ``Date`` header: the current second, formatted once a second."""
@@ -122,6 +130,9 @@ class FirstPageServer:
             return None
         try:
             stored = self.store.first_page(username, lean=True)
+        except _UNREACHABLE as error:
+            environ[STORE_ERROR] = error  # asking again would wait out the timeout again
+            return None
         except redis.RedisError:
             return None  # the Flask view meets the same error and answers the problem
         if stored is None:
@@ -154,6 +165,9 @@ class FirstPageServer:
                 maxlen=self.audit_maxlen,
                 lean=True,
             )
+        except _UNREACHABLE as error:
+            environ[STORE_ERROR] = error
+            return None
         except (redis.RedisError, Problem):
             return None  # the Flask view meets the same error and answers the problem
         body = stored.body if gzipped is None else gzipped
@@ -165,6 +179,13 @@ class FirstPageServer:
         if gzipped is not None:
             headers.append(("Content-Encoding", "gzip"))
         return 200, headers, body, request_id
+
+
+def _raise_store_error() -> None:
+    """Answer, as the Flask app answers any, the store error the first-page layer met."""
+    error = request.environ.get(STORE_ERROR)
+    if error is not None:
+        raise error
 
 
 def _http_date(synced_at: str) -> str:

@@ -1,4 +1,5 @@
-"""The Celery app of the sync worker: Redis as broker, redbeat as the beat scheduler.
+"""The Celery app of the sync worker: Redis as broker, redbeat (``healthapp.sync.beat``) as
+the beat scheduler.
 
 The worker entry point (``celery -A healthapp.worker worker -B``, as ``healthapp run`` starts
 it) builds the app from the environment; beat schedules the incremental sync, and the drain
@@ -45,7 +46,7 @@ def create_celery(settings: Base | None = None) -> Celery:
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
         broker_transport_options={"socket_timeout": settings.STORE_TIMEOUT_SECONDS},
-        beat_scheduler="redbeat.RedBeatScheduler",
+        beat_scheduler="healthapp.sync.beat.ResilientScheduler",
         beat_max_loop_interval=min(interval, 5),
         redbeat_redis_url=beat_url,
         redbeat_redis_options={"socket_timeout": settings.STORE_TIMEOUT_SECONDS},

@@ -12,6 +12,9 @@ Every pass is safe to run in several processes at once and to kill at any point:
 * Incremental passes hold a shared session lock and the full rebuild an exclusive one, so a
   rebuild never races an incremental write into the generation it is about to replace.
   Changes made during a rebuild wait in the outbox for the next pass.
+* A rebuild switches readers to its generation only if Redis still holds every report it
+  wrote: a Redis that restarted empty half-way would otherwise be handed a generation
+  missing the first half, which no later incremental pass would notice.
 """
 
 from __future__ import annotations
@@ -83,6 +86,10 @@ class SyncStats:
     generation: int | None = None
     usernames: list[str] = field(default_factory=list)
     batch_seconds: list[float] = field(default_factory=list)
+
+
+class StoreLostError(RuntimeError):
+    """Redis lost reports this pass wrote (it restarted empty); the next pass rebuilds."""
 
 
 @dataclass
@@ -506,7 +513,7 @@ def full_rebuild(
                 batch_started = now
                 if progress is not None:
                     progress(len(sources.names))
-            redis_client.set(CURRENT_GENERATION_KEY, generation)
+            _switch_generation(redis_client, generation, reports=stats.documents_written)
             _drop_generations(redis_client, keep=generation)
     except Exception as error:
         stats.duration_seconds = time.perf_counter() - started
@@ -551,6 +558,27 @@ def _next_generation(redis_client: redis.Redis) -> int:
         generation = current + 1
         redis_client.set(GENERATION_SEQUENCE_KEY, generation)
     return generation
+
+
+def _switch_generation(redis_client: redis.Redis, generation: int, *, reports: int) -> None:
+    """Point readers at ``generation`` if it holds the ``reports`` the rebuild wrote into it.
+
+    Checked before the switch and again after it, as Redis may restart in between (the
+    switch then lands in an empty store, and is taken back).
+    """
+    index = users_index_key(generation)
+    if int(redis_client.zcard(index)) != reports:
+        raise StoreLostError(_LOST.format(generation=generation))
+    redis_client.set(CURRENT_GENERATION_KEY, generation)
+    if int(redis_client.zcard(index)) != reports:
+        redis_client.delete(CURRENT_GENERATION_KEY)
+        raise StoreLostError(_LOST.format(generation=generation))
+
+
+_LOST = (
+    "Redis lost reports of generation {generation} while it was being built (did it restart?);"
+    " readers were not switched to it. The next pass rebuilds every report."
+)
 
 
 def _drop_generations(
