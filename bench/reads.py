@@ -2,7 +2,7 @@
 """Reads benchmark (SPEC §9): the Reports API against the same report built from PostgreSQL.
 
     python bench/reads.py [--users 200] [--checkups 200] [--clients 32] [--seconds 10]
-                          [--workers CORES] [--threads 4] [--baseline-threads 4]
+                          [--workers CORES] [--threads 1] [--baseline-threads 4]
                           [--port 18110] [--database-url URL]
 
 What it does, in one run:
@@ -11,9 +11,9 @@ What it does, in one run:
    ``DATABASE_URL``, else ``postgresql://postgres@127.0.0.1:5432/postgres``) with ``--users``
    patients of ``--checkups`` check-ups each (plus a profile and a disease), and an embedded
    Redis in a temporary folder; runs a full sync into it.
-2. Starts the Reports API under gunicorn (project settings, ``--workers`` workers of
-   ``--threads`` threads; with one thread a worker served its keep-alive connections
-   unevenly and p99 doubled) on ``--port``, and on ``--port`` + 1 a baseline app with the same
+2. Starts the Reports API under gunicorn as production runs it (project settings, a
+   listening socket per worker, ``--workers`` workers of ``--threads`` threads, as
+   ``REPORTS_THREADS``) on ``--port``, and on ``--port`` + 1 a baseline app with the same
    middleware that builds the same report from PostgreSQL on every request (the sync's own
    ``build_reports``; ``--baseline-threads`` threads per worker, as it mostly waits).
 3. Drives each with ``--clients`` concurrent closed-loop clients (one process each, on a
@@ -108,7 +108,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="gunicorn workers per server"
     )
-    parser.add_argument("--threads", type=int, default=4, help="threads per Reports API worker")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="threads per Reports API worker (REPORTS_THREADS)"
+    )
     parser.add_argument(
         "--baseline-threads",
         type=int,

@@ -90,7 +90,11 @@ def run(host: str, core_port: int, reports_port: int, workers: int) -> None:
             ),
             "reports-api": (
                 _gunicorn("healthapp.reports.app:create_app()", host, reports_port, workers),
-                {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics / "reports")},
+                {
+                    **env,
+                    "PROMETHEUS_MULTIPROC_DIR": str(metrics / "reports"),
+                    "GUNICORN_THREADS": os.environ.get("REPORTS_THREADS", "1"),
+                },
             ),
             "sync-worker": (
                 [
