@@ -26,6 +26,7 @@ from pathlib import Path
 import psycopg
 from sqlalchemy.engine import make_url
 
+from healthapp.cli import worker_with_beat_command
 from healthapp.extensions import sqlalchemy_url
 from healthapp.migrate import upgrade
 
@@ -222,10 +223,7 @@ def sync_worker(env: dict[str, str], *, log: Path) -> Iterator[subprocess.Popen[
     }
     with log.open("wb") as log_file:
         worker = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "celery", "-A", "healthapp.worker", "worker", "-B"),
-                *("--concurrency", "1", "--loglevel", "WARNING"),
-            ],
+            worker_with_beat_command("WARNING"),
             env=full_env,
             stdout=log_file,
             stderr=subprocess.STDOUT,

@@ -96,26 +96,19 @@ def run(host: str, core_port: int, reports_port: int, workers: int) -> None:
                     "GUNICORN_THREADS": os.environ.get("REPORTS_THREADS", "1"),
                 },
             ),
-            "sync-worker": (
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "healthapp.worker",
-                    "worker",
-                    "--beat",
-                    "--scheduler",
-                    "healthapp.sync.beat.ResilientScheduler",
-                    "--concurrency",
-                    "1",
-                    "--loglevel",
-                    settings.LOG_LEVEL,
-                ],
-                env,
-            ),
+            "sync-worker": (worker_with_beat_command(settings.LOG_LEVEL), env),
         }
         _supervise(processes)
+
+
+def worker_with_beat_command(loglevel: str) -> list[str]:
+    """The Celery worker with beat inside it, one task at a time: the sync worker of
+    ``healthapp run`` (production runs beat as a process of its own: the Procfile)."""
+    return [
+        *(sys.executable, "-m", "celery", "-A", "healthapp.worker", "worker", "--beat"),
+        *("--scheduler", "healthapp.sync.beat.ResilientScheduler"),
+        *("--concurrency", "1", "--loglevel", loglevel),
+    ]
 
 
 def _gunicorn(app: str, host: str, port: int, workers: int) -> list[str]:

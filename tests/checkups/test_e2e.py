@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,21 +19,11 @@ from sqlalchemy import Engine, text
 
 from healthapp.domain.roles import Role
 from tests.factories import ApiClient, checkup_session
+from tests.processes import free_port, stop
 
 pytestmark = pytest.mark.slow
 
 MAX_CONTENT_LENGTH = 4 * 1024 * 1024
-
-
-def _free_port() -> int:
-    for port in range(18040, 18100):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 18040-18099")
 
 
 @contextmanager
@@ -50,7 +38,7 @@ def running_gunicorn(
 
     Without ``REDIS_URL`` among ``settings`` the rate limits live in the process's memory.
     """
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "HEALTHAPP_ENV": "testing",
@@ -88,12 +76,7 @@ def running_gunicorn(
                 time.sleep(0.1)
             yield base
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 @pytest.fixture

@@ -4,20 +4,19 @@ scheduled passes rebuild the reports and carry the changes made meanwhile (SPEC 
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
+from healthapp.cli import worker_with_beat_command
 from healthapp.extensions import make_engine, make_redis
 from healthapp.sync.service import verify
 from tests.faults.conftest import command_env, healthapp_command, outbox_size, seed_patients
 from tests.faults.servers import OwnedRedis, wait_until
+from tests.processes import stop
 
 pytestmark = pytest.mark.slow
 
@@ -33,19 +32,7 @@ def worker(fault_database: str, owned_redis: OwnedRedis, tmp_path: Path) -> Iter
     env = {**command_env(fault_database, owned_redis.url), "SYNC_INTERVAL_SECONDS": "1"}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "healthapp.worker",
-                "worker",
-                "-B",
-                "--concurrency",
-                "1",
-                "--loglevel",
-                "WARNING",
-            ],
+            worker_with_beat_command("WARNING"),
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -55,12 +42,7 @@ def worker(fault_database: str, owned_redis: OwnedRedis, tmp_path: Path) -> Iter
         yield log_path
         assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=20)
+        stop(process, group=True, timeout=20)
 
 
 def converged(database_url: str, redis_url: str) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,31 +13,19 @@ import pytest
 
 from healthapp.domain.roles import Role
 from healthapp.embedded import start_redis
-from tests.checkups.test_e2e import _free_port
 from tests.factories import checkup_session
+from tests.processes import free_port, stop, wait_until_answering
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _wait_for(url: str, process: subprocess.Popen, deadline: float) -> None:
-    while True:
-        assert process.poll() is None, "honcho exited early"
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, f"{url} never answered"
-        time.sleep(0.2)
-
-
 def test_procfile_processes_carry_an_upload_to_the_reports_api(
     api, database_url: str, tmp_path: Path
 ):
     redis_server = start_redis(tmp_path / "redis")
-    core_port = _free_port()
+    core_port = free_port()
     reports_port = core_port + 1
     bin_dir = str(Path(sys.executable).parent)
     env_file = tmp_path / "empty.env"
@@ -75,8 +62,8 @@ def test_procfile_processes_carry_an_upload_to_the_reports_api(
         deadline = time.monotonic() + 60
         core = f"http://127.0.0.1:{core_port}"
         reports = f"http://127.0.0.1:{reports_port}"
-        _wait_for(f"{core}/readyz", honcho, deadline)
-        _wait_for(f"{reports}/readyz", honcho, deadline)
+        wait_until_answering(f"{core}/readyz", honcho, deadline)
+        wait_until_answering(f"{reports}/readyz", honcho, deadline)
 
         upload = httpx.post(
             f"{core}/api/v1/checkups/",
@@ -100,12 +87,7 @@ def test_procfile_processes_carry_an_upload_to_the_reports_api(
         assert 'healthapp_sync_passes_total{kind="incremental"}' in metrics
         running_log = log_path.read_text(errors="replace")
     finally:
-        os.killpg(honcho.pid, signal.SIGTERM)
-        try:
-            honcho.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(honcho.pid, signal.SIGKILL)
-            honcho.wait()
+        stop(honcho, group=True)
         redis_server.stop()
     output = log_path.read_text(errors="replace")
     for name in ("core.1", "reports.1", "worker.1", "beat.1"):

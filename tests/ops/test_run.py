@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -16,9 +15,8 @@ import pytest
 
 from healthapp.domain.roles import Role
 from healthapp.embedded import start_redis
-from tests.checkups.test_e2e import _free_port
 from tests.factories import checkup_session
-from tests.ops.test_procfile import _wait_for
+from tests.processes import free_port, stop, wait_until_answering
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +28,7 @@ def _requests_counted(metrics: str, route: str) -> float:
 
 def test_run_starts_the_stack_and_sums_metrics_over_workers(api, database_url, tmp_path: Path):
     redis_server = start_redis(tmp_path / "redis")
-    core_port = _free_port()
+    core_port = free_port()
     reports_port = core_port + 1
     instance = tmp_path / "instance"
     env = {
@@ -58,8 +56,8 @@ def test_run_starts_the_stack_and_sums_metrics_over_workers(api, database_url, t
         deadline = time.monotonic() + 60
         core = f"http://127.0.0.1:{core_port}"
         reports = f"http://127.0.0.1:{reports_port}"
-        _wait_for(f"{core}/readyz", process, deadline)
-        _wait_for(f"{reports}/readyz", process, deadline)
+        wait_until_answering(f"{core}/readyz", process, deadline)
+        wait_until_answering(f"{reports}/readyz", process, deadline)
         upload = httpx.post(
             f"{core}/api/v1/checkups/", json={"checkups": items}, headers=operator.headers
         )
@@ -80,12 +78,7 @@ def test_run_starts_the_stack_and_sums_metrics_over_workers(api, database_url, t
             metrics = httpx.get(f"{reports}/metrics").text
             assert _requests_counted(metrics, "/healthz") >= 40
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         redis_server.stop()
     # Each API's workers wrote their figures into a folder of its own under the instance.
     for api_name in ("core", "reports"):

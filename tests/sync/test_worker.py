@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from healthapp.audit.context import Actor
 from healthapp.audit.stream import publish_report_read
+from healthapp.cli import worker_with_beat_command
 from healthapp.embedded import start_redis
 from healthapp.extensions import make_redis
 from healthapp.reports.store import ReportStore
@@ -43,19 +43,7 @@ def test_worker_with_beat_runs_the_scheduled_sync(api, engine, database_url, tmp
         "LOG_LEVEL": "WARNING",
     }
     worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "healthapp.worker",
-            "worker",
-            "-B",
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "WARNING",
-        ],
+        worker_with_beat_command("WARNING"),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
