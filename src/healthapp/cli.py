@@ -223,12 +223,17 @@ def create_admin(username: str, email: str | None, password_stdin: bool) -> None
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=None, help="Users per batch.")
 def sync(mode: str | None, batch_size: int | None) -> None:
     """Run one incremental sync pass from PostgreSQL into Redis (or --full, --verify)."""
+    from healthapp.problems import STORE_UNREACHABLE
     from healthapp.sync import service
 
     try:
         _sync(mode, batch_size)
     except service.StoreLostError as error:
         raise click.ClickException(str(error)) from None
+    except STORE_UNREACHABLE as error:
+        raise click.ClickException(
+            f"a store is unreachable ({type(error).__name__}); nothing was lost, run it again"
+        ) from None
 
 
 def _sync(mode: str | None, batch_size: int | None) -> None:

@@ -102,6 +102,17 @@ def validation_problem(error: ValidationError, *, prefix: Iterable[str | int] = 
     return Problem(422, f"The {where} failed validation.", errors=errors)
 
 
+#: What a store that cannot be reached raises: a 503 on the APIs, one warning line in the
+#: worker and the command line (the next try may succeed), never a traceback.
+STORE_UNREACHABLE: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
+
 def register_errorhandlers(app: APIFlask) -> None:
     """Answer every error, ours and Werkzeug's, with a problem document."""
 
@@ -128,11 +139,6 @@ def register_errorhandlers(app: APIFlask) -> None:
             detail = f"Rate limit of {detail} exceeded; retry after the Retry-After delay."
         return problem_response(Problem(status, detail, headers=headers))
 
-    @app.errorhandler(sqlalchemy.exc.OperationalError)
-    @app.errorhandler(sqlalchemy.exc.InterfaceError)
-    @app.errorhandler(sqlalchemy.exc.TimeoutError)
-    @app.errorhandler(redis.exceptions.ConnectionError)
-    @app.errorhandler(redis.exceptions.TimeoutError)
     def handle_store_unreachable(error: Exception) -> Response:
         app.logger.warning("backing store unreachable: %s", type(error).__name__)
         return problem_response(
@@ -142,6 +148,9 @@ def register_errorhandlers(app: APIFlask) -> None:
                 headers={"Retry-After": "5"},
             )
         )
+
+    for error_class in STORE_UNREACHABLE:
+        app.register_error_handler(error_class, handle_store_unreachable)
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception) -> Response:

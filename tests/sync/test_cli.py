@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 from healthapp.cli import main
 from tests.factories import insert_checkups
+from tests.processes import free_port
 
 
 def test_sync_full_and_verify(api, engine, database_url, redis_url, redis_client):
@@ -40,3 +42,23 @@ def test_help_names_every_mode():
         assert option in result.output
     run_help = CliRunner().invoke(main, ["run", "--help"]).output
     assert "--reports-port" in run_help
+
+
+@pytest.mark.parametrize("down", ["postgresql", "redis"])
+def test_a_store_that_is_down_gets_one_line_not_a_traceback(database_url, redis_url, down):
+    closed = free_port()  # nothing listens there
+    env = {
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{closed}/x"
+        if down == "postgresql"
+        else database_url,
+        "REDIS_URL": f"redis://127.0.0.1:{closed}/0" if down == "redis" else redis_url,
+        "STORE_TIMEOUT_SECONDS": "1",
+    }
+
+    result = CliRunner().invoke(main, ["sync"], env=env)
+
+    assert result.exit_code == 1
+    assert "a store is unreachable" in result.output
+    assert not isinstance(result.exception, Exception) or isinstance(
+        result.exception, SystemExit
+    ), result.exception

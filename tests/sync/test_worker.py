@@ -92,3 +92,26 @@ def test_worker_with_beat_runs_the_scheduled_sync(api, engine, database_url, tmp
         client.close()
         server.stop()
     assert b"Traceback" not in output, output.decode(errors="replace")[-3000:]
+
+
+def test_the_tasks_skip_a_pass_while_postgresql_is_down(redis_url: str, monkeypatch):
+    import os
+
+    from healthapp.audit.context import Actor
+    from healthapp.audit.stream import STREAM_KEY, publish_report_read
+    from healthapp.extensions import make_engine, make_redis
+    from healthapp.sync import tasks
+    from tests.processes import free_port
+
+    engine = make_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/x", timeout_seconds=1)
+    client = make_redis(redis_url)
+    monkeypatch.setitem(tasks._connections, os.getpid(), (engine, client, 10))
+
+    client.flushdb()
+    publish_report_read(client, Actor(id=None, username="op", role="operator"), "pat", "r-1")
+
+    assert tasks.run_incremental.run() == {"skipped": True, "store_unreachable": True}
+    assert tasks.drain_read_events.run() == {"events_stored": 0, "store_unreachable": True}
+    assert client.xlen(STREAM_KEY) == 1  # kept for the next drain
+    client.flushdb()
+    client.close()

@@ -6,14 +6,17 @@ import os
 from typing import Any
 
 import redis
+import structlog
 from celery import shared_task
 from sqlalchemy import Engine
 
 from healthapp.audit.stream import drain_read_events as drain_stream
 from healthapp.config import load_settings
 from healthapp.extensions import make_engine, make_redis
+from healthapp.problems import STORE_UNREACHABLE
 from healthapp.sync.service import run_incremental_sync
 
+_log = structlog.get_logger("healthapp.sync")
 _connections: dict[int, tuple[Engine, redis.Redis, int]] = {}
 
 
@@ -36,7 +39,12 @@ def _connections_of_this_process() -> tuple[Engine, redis.Redis, int]:
 def run_incremental() -> dict[str, Any]:
     """One incremental pass over the report outbox."""
     engine, client, batch_size = _connections_of_this_process()
-    stats = run_incremental_sync(engine=engine, redis_client=client, batch_size=batch_size)
+    try:
+        stats = run_incremental_sync(engine=engine, redis_client=client, batch_size=batch_size)
+    except STORE_UNREACHABLE as error:
+        # The pass left the outbox as it was and counted the failure; beat runs it again.
+        _log.warning("sync pass skipped: a store is unreachable", error=type(error).__name__)
+        return {"skipped": True, "store_unreachable": True}
     return {
         "documents_written": stats.documents_written,
         "documents_removed": stats.documents_removed,
@@ -49,4 +57,9 @@ def run_incremental() -> dict[str, Any]:
 def drain_read_events() -> dict[str, Any]:
     """Move report reads from the audit stream into ``audit_events``."""
     engine, client, _batch_size = _connections_of_this_process()
-    return {"events_stored": drain_stream(client, engine)}
+    try:
+        return {"events_stored": drain_stream(client, engine)}
+    except STORE_UNREACHABLE as error:
+        # The stream keeps the entries until a drain commits them.
+        _log.warning("audit drain skipped: a store is unreachable", error=type(error).__name__)
+        return {"events_stored": 0, "store_unreachable": True}
