@@ -73,8 +73,15 @@ def paginate_by_time(
     limit: int,
     cursor: str | None,
     newest_first: bool = False,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> tuple[Sequence[T], str | None]:
-    """One page of ``stmt`` ordered by ``(time, id)``, and the cursor of the next page."""
+    """One page of ``stmt`` ordered by ``(time, id)``, and the cursor of the next page;
+    ``since`` (inclusive) and ``until`` (exclusive) bound the time column."""
+    if since is not None:
+        stmt = stmt.where(time_column >= since)
+    if until is not None:
+        stmt = stmt.where(time_column < until)
     key = tuple_(time_column, id_column)
     if cursor:
         position = tuple_(*decode_time_id_cursor(cursor))

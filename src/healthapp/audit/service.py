@@ -153,10 +153,6 @@ def list_events(
         stmt = stmt.where(AuditEvent.subject_username == query.username)
     if query.action is not None:
         stmt = stmt.where(AuditEvent.action == query.action)
-    if query.from_ is not None:
-        stmt = stmt.where(AuditEvent.occurred_at >= query.from_)
-    if query.to is not None:
-        stmt = stmt.where(AuditEvent.occurred_at < query.to)
     return paginate_by_time(
         session=session,
         stmt=stmt,
@@ -165,4 +161,6 @@ def list_events(
         limit=query.limit,
         cursor=query.cursor,
         newest_first=True,
+        since=query.from_,
+        until=query.to,
     )

@@ -413,10 +413,6 @@ def list_checkups(
         stmt = stmt.where(Checkup.user_id == user_id)
     if query.checkup_type is not None:
         stmt = stmt.where(Checkup.checkup_type == query.checkup_type)
-    if query.from_ is not None:
-        stmt = stmt.where(Checkup.taken_at >= query.from_)
-    if query.to is not None:
-        stmt = stmt.where(Checkup.taken_at < query.to)
     return paginate_by_time(
         session=session,
         stmt=stmt,
@@ -425,6 +421,8 @@ def list_checkups(
         limit=query.limit,
         cursor=query.cursor,
         newest_first=True,
+        since=query.from_,
+        until=query.to,
     )
 
 
