@@ -137,6 +137,13 @@ def register_errorhandlers(app: APIFlask) -> None:
         detail = error.description or TITLES.get(status, "Error")
         if status == 429:
             detail = f"Rate limit of {detail} exceeded; retry after the Retry-After delay."
+        elif status == 413:
+            limit = app.config.get("MAX_CONTENT_LENGTH")
+            detail = (
+                f"The request body is larger than {limit:,} bytes; send it in smaller parts."
+                if limit
+                else "The request body is too large."
+            )
         return problem_response(Problem(status, detail, headers=headers))
 
     def handle_store_unreachable(error: Exception) -> Response:

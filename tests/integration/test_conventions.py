@@ -97,7 +97,11 @@ def test_body_over_max_content_length_is_a_413_problem(
         ("/api/v1/users/", None),
         (f"/api/v1/users/{admin.id}/diseases", admin),
     ):
-        assert_problem(api.post(path, as_=as_, json=filler), 413)
+        response = api.post(path, as_=as_, json=filler)
+        assert_problem(response, 413)
+        assert response.json["detail"] == (
+            "The request body is larger than 1,024 bytes; send it in smaller parts."
+        )
     # At the limit, the body is read and judged on its content.
     fits = {"name": "flu", "details": "d" * 900}
     assert api.post(f"/api/v1/users/{admin.id}/diseases", as_=admin, json=fits).status_code == 201
