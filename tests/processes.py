@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import time
+from contextlib import suppress
 
 import httpx
 
@@ -37,20 +38,22 @@ def wait_until_answering(url: str, process: subprocess.Popen, deadline: float) -
 
 
 def stop(process: subprocess.Popen, *, group: bool = False, timeout: float = 30) -> None:
-    """SIGTERM, then SIGKILL past ``timeout``; ``group``: its whole process group (started
-    with ``start_new_session=True``)."""
+    """SIGTERM, then SIGKILL past ``timeout``.
 
-    def send(sig: signal.Signals) -> None:
-        if process.poll() is not None:
-            return
-        if group:
-            os.killpg(process.pid, sig)
-        else:
-            process.send_signal(sig)
-
-    send(signal.SIGTERM)
+    ``group``: the process leads its own process group (started with
+    ``start_new_session=True``). SIGTERM still goes to the leader alone, as an init system
+    stops a service: a Celery worker or a gunicorn arbiter then stops its children itself,
+    letting a running task or request finish. A child signalled directly dies mid-task
+    instead. SIGKILL, past ``timeout`` and for anything left afterwards, goes to the whole
+    group."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        send(signal.SIGKILL)
+        process.kill()
         process.wait(timeout=timeout)
+    finally:
+        if group:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
