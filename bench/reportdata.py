@@ -232,7 +232,7 @@ def sync_worker(env: dict[str, str], *, log: Path) -> Iterator[subprocess.Popen[
     try:
         yield worker
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
+        worker.send_signal(signal.SIGTERM)  # the main process: a warm shutdown
         try:
             worker.wait(timeout=30)
         except subprocess.TimeoutExpired:

@@ -1073,15 +1073,11 @@ def servers(
 
 
 def stop_together(*processes: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to each process (to the whole session of one that leads its own), without
-    waiting for any."""
+    """SIGTERM to each process's main process, as an init system stops a service, without
+    waiting for any: a Celery worker then lets its running task finish."""
     for process in processes:
-        if process.poll() is not None:
-            continue
-        with suppress(ProcessLookupError):
-            if os.getpgid(process.pid) == process.pid:
-                os.killpg(process.pid, signal.SIGTERM)
-            else:
+        if process.poll() is None:
+            with suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM)
 
 
