@@ -27,10 +27,13 @@ def _database_url(stack: ExitStack, settings) -> str:  # type: ignore[no-untyped
     """``DATABASE_URL``, or the embedded server's (started for as long as ``stack`` lives)."""
     if settings.DATABASE_URL:
         return str(settings.DATABASE_URL)
-    from healthapp.embedded import start_postgres
+    from healthapp.embedded import EmbeddedServerError, start_postgres
 
     click.echo("DATABASE_URL not set: starting embedded PostgreSQL under the instance folder")
-    server = start_postgres(Path(settings.INSTANCE_PATH))
+    try:
+        server = start_postgres(Path(settings.INSTANCE_PATH))
+    except EmbeddedServerError as error:
+        raise click.ClickException(str(error)) from None
     stack.callback(server.stop)
     return server.url
 

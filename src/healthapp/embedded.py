@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 DATABASE_NAME = "healthapp"
 
 
+class EmbeddedServerError(RuntimeError):
+    """An embedded server was found under the instance folder but cannot be used."""
+
+
 @dataclass
 class EmbeddedPostgres:
     """A running embedded PostgreSQL server and the URL of the application database."""
@@ -63,7 +67,15 @@ def start_postgres(instance_path: Path, *, database: str = DATABASE_NAME) -> Emb
     """Start (or attach to) the embedded PostgreSQL under ``instance_path`` with ``database``."""
     pgserver = _quiet_import_pgserver()
     instance_path.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(instance_path / "postgres", cleanup_mode="stop")
+    try:
+        server = pgserver.get_server(instance_path / "postgres", cleanup_mode="stop")
+    except AssertionError:
+        # pgserver asserts that the postmaster it finds is "ready"; one that is shutting down
+        # (a smart shutdown waits for every client to disconnect) is not.
+        raise EmbeddedServerError(
+            "the embedded PostgreSQL under the instance folder is running but not accepting"
+            " connections (it may be shutting down); try again once it has stopped"
+        ) from None
     admin_url = server.get_uri()
     with psycopg.connect(admin_url, autocommit=True) as conn:
         exists = conn.execute(
