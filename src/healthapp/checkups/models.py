@@ -26,6 +26,9 @@ class Checkup(Base):
             text("taken_at DESC"),
             text("id DESC"),
         ),
+        # Staff lists of every user's check-ups newest first (GET /api/v1/checkups/ with no
+        # user_id), by type or date range too: without it each page sorts the whole table.
+        Index("ix_checkups_taken", text("taken_at DESC"), text("id DESC")),
         # Machine edits find the users to rebuild; machine deletes check references.
         Index("ix_checkups_machine", "machine_id"),
         # Deleting a user sets uploaded_by to NULL on the check-ups they uploaded.

@@ -1,7 +1,7 @@
 """outbox rows carry the id of the request that queued them
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-27 00:30:00.000000
 """
 

@@ -1,0 +1,31 @@
+"""an index for staff lists of every user's check-ups, newest first
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-27 08:00:00.000000
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+INDEX = "ix_checkups_taken"
+
+
+def upgrade() -> None:
+    # CONCURRENTLY: uploads keep writing while a large table is indexed. It cannot run in a
+    # transaction, so this step commits what came before it. An earlier attempt that died
+    # half-way leaves an invalid index behind, which is dropped first.
+    with op.get_context().autocommit_block():
+        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {INDEX}")
+        op.execute(f"CREATE INDEX CONCURRENTLY {INDEX} ON checkups (taken_at DESC, id DESC)")
+
+
+def downgrade() -> None:
+    with op.get_context().autocommit_block():
+        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {INDEX}")
