@@ -9,6 +9,10 @@ from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
+#: Held while migrating: processes that each run ``healthapp migrate`` as they start (the
+#: Core API and the sync worker) take turns, and the later ones find nothing left to do.
+MIGRATION_LOCK_KEY = 0x6865616C74686D67
+
 
 def alembic_config(database_url: str) -> Config:
     """An Alembic configuration for ``database_url`` with the packaged scripts."""

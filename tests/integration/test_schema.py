@@ -3,18 +3,25 @@ indexes."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from healthapp.checkups.schemas import CheckupListQuery
 from healthapp.checkups.service import list_checkups
+from healthapp.extensions import sqlalchemy_url
+from healthapp.migrate import MIGRATION_LOCK_KEY, upgrade
 from healthapp.models import metadata
 from healthapp.pagination import encode_cursor
 
@@ -70,3 +77,53 @@ def test_a_staff_list_of_every_users_checkups_reads_an_index(
     plan = _plan_of_list(engine, CheckupListQuery.model_validate({"limit": 50, **filters}))
     assert "ix_checkups_taken" in plan, plan
     assert "Sort" not in plan, plan
+
+
+@pytest.mark.slow
+def test_migrators_waiting_on_each_other_all_finish(postgres_server_url: str) -> None:
+    """Two ``healthapp migrate`` processes started together (the Core API's and the
+    worker's) on a database one migration behind, where that migration builds an index
+    concurrently: both exit 0."""
+    from tests.conftest import _admin_conninfo
+
+    name = f"healthapp_mig_{uuid.uuid4().hex[:10]}"
+    admin = _admin_conninfo(postgres_server_url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(sqlalchemy_url(postgres_server_url)).set(database=name)
+    rendered = url.render_as_string(hide_password=False)
+    libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        upgrade(rendered, "0003")
+        code = f"from healthapp.migrate import upgrade; upgrade({rendered!r})"
+        with psycopg.connect(libpq, autocommit=True) as holder:
+            # Hold the lock until both have connected and wait for it, so that one runs
+            # the migration while the other is still waiting.
+            holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+            migrators = [
+                subprocess.Popen(
+                    [sys.executable, "-c", code],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+                for _ in range(2)
+            ]
+            deadline = time.monotonic() + 30
+            others = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> %s"
+            while holder.execute(others, (name, holder.info.backend_pid)).fetchone() != (2,):
+                assert time.monotonic() < deadline, "the migrators never connected"
+                time.sleep(0.1)
+            time.sleep(0.5)
+            holder.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+        outputs = [migrator.communicate(timeout=60)[0] for migrator in migrators]
+        assert [migrator.returncode for migrator in migrators] == [0, 0], outputs
+        with psycopg.connect(libpq) as conn:
+            assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0004",)]
+            valid = conn.execute(
+                "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_checkups_taken'::regclass"
+            ).fetchall()
+            assert valid == [(True,)]
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 from alembic import context
-from sqlalchemy import create_engine, pool, text
+from sqlalchemy import Connection, create_engine, pool, text
 
 from healthapp.extensions import sqlalchemy_url
+from healthapp.migrate import MIGRATION_LOCK_KEY
 from healthapp.models import metadata
 
 config = context.config
 
-#: Held while migrating: processes that each run ``healthapp migrate`` as they start (the
-#: Core API and the sync worker) take turns, and the later ones find nothing left to do.
-MIGRATION_LOCK_KEY = 0x6865616C74686D67
+LOCK_RETRY_SECONDS = 0.2
 
 
 def _url() -> str:
@@ -26,6 +27,20 @@ def _url() -> str:
     return sqlalchemy_url(url)
 
 
+def _take_migration_lock(connection: Connection) -> None:
+    """Wait for the migration lock between short tries, holding no snapshot meanwhile.
+
+    A migrator blocked inside ``pg_advisory_lock`` holds its statement's snapshot, and
+    ``CREATE INDEX CONCURRENTLY`` in the migrator that has the lock waits for every older
+    snapshot to go: PostgreSQL sees the deadlock and fails the waiting process.
+    """
+    lock = text("SELECT pg_try_advisory_lock(:k)")
+    while not connection.execute(lock, {"k": MIGRATION_LOCK_KEY}).scalar_one():
+        connection.commit()
+        time.sleep(LOCK_RETRY_SECONDS)
+    connection.commit()
+
+
 def run_migrations_offline() -> None:
     context.configure(url=_url(), target_metadata=metadata, literal_binds=True)
     with context.begin_transaction():
@@ -35,8 +50,7 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = create_engine(_url(), poolclass=pool.NullPool)
     with engine.connect() as connection:
-        connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
-        connection.commit()
+        _take_migration_lock(connection)
         try:
             context.configure(connection=connection, target_metadata=metadata, compare_type=True)
             with context.begin_transaction():
