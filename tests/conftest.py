@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,19 +54,28 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     server.stop()
 
 
+@contextmanager
+def empty_database(server_url: str, *, prefix: str) -> Iterator[str]:
+    """The SQLAlchemy URL of a new, empty database on ``server_url``'s server, dropped
+    afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = _admin_conninfo(server_url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = make_url(sqlalchemy_url(server_url)).set(database=name)
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def database_url(postgres_server_url: str) -> Iterator[str]:
     """A fresh database, migrated to head, dropped at the end of the session."""
-    name = f"healthapp_test_{uuid.uuid4().hex[:10]}"
-    admin = _admin_conninfo(postgres_server_url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(sqlalchemy_url(postgres_server_url)).set(database=name)
-    rendered = url.render_as_string(hide_password=False)
-    upgrade(rendered)
-    yield rendered
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with empty_database(postgres_server_url, prefix="healthapp_test") as url:
+        upgrade(url)
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,11 @@ from typing import Any
 import psycopg
 import pytest
 from sqlalchemy import Engine, inspect, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from healthapp.extensions import make_engine
 from healthapp.migrate import alembic_config
-from tests.conftest import truncate_all
+from tests.conftest import empty_database, truncate_all
 
 
 def _insert_event(engine: Engine) -> uuid.UUID:
@@ -101,28 +100,22 @@ def test_events_outlive_the_user_they_name(api: Any, engine: Engine) -> None:
 def test_downgrade_and_upgrade_again(postgres_server_url: str) -> None:
     from alembic import command
 
-    from tests.conftest import _admin_conninfo
-
-    name = f"healthapp_mig_{uuid.uuid4().hex[:10]}"
-    admin = _admin_conninfo(postgres_server_url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url, pool_size=1)
-    try:
-        config = alembic_config(url)
-        command.upgrade(config, "head")
-        assert "audit_events" in inspect(engine).get_table_names()
-        command.downgrade(config, "0001")
-        assert "audit_events" not in inspect(engine).get_table_names()
-        with engine.connect() as conn:
-            functions = conn.execute(
-                text("SELECT count(*) FROM pg_proc WHERE proname = 'audit_events_reject_change'")
-            ).scalar_one()
-        assert functions == 0
-        command.upgrade(config, "head")
-        assert "audit_events" in inspect(engine).get_table_names()
-    finally:
-        engine.dispose()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with empty_database(postgres_server_url, prefix="healthapp_mig") as url:
+        engine = make_engine(url, pool_size=1)
+        try:
+            config = alembic_config(url)
+            command.upgrade(config, "head")
+            assert "audit_events" in inspect(engine).get_table_names()
+            command.downgrade(config, "0001")
+            assert "audit_events" not in inspect(engine).get_table_names()
+            with engine.connect() as conn:
+                functions = conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_proc WHERE proname = 'audit_events_reject_change'"
+                    )
+                ).scalar_one()
+            assert functions == 0
+            command.upgrade(config, "head")
+            assert "audit_events" in inspect(engine).get_table_names()
+        finally:
+            engine.dispose()

@@ -20,10 +20,10 @@ from sqlalchemy.orm import Session
 
 from healthapp.checkups.schemas import CheckupListQuery
 from healthapp.checkups.service import list_checkups
-from healthapp.extensions import sqlalchemy_url
 from healthapp.migrate import MIGRATION_LOCK_KEY, upgrade
 from healthapp.models import metadata
 from healthapp.pagination import encode_cursor
+from tests.conftest import empty_database
 
 
 def test_the_migrations_build_what_the_models_describe(engine: Engine) -> None:
@@ -84,18 +84,11 @@ def test_migrators_waiting_on_each_other_all_finish(postgres_server_url: str) ->
     """Two ``healthapp migrate`` processes started together (the Core API's and the
     worker's) on a database one migration behind, where that migration builds an index
     concurrently: both exit 0."""
-    from tests.conftest import _admin_conninfo
-
-    name = f"healthapp_mig_{uuid.uuid4().hex[:10]}"
-    admin = _admin_conninfo(postgres_server_url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(sqlalchemy_url(postgres_server_url)).set(database=name)
-    rendered = url.render_as_string(hide_password=False)
-    libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    try:
-        upgrade(rendered, "0003")
-        code = f"from healthapp.migrate import upgrade; upgrade({rendered!r})"
+    with empty_database(postgres_server_url, prefix="healthapp_mig") as url:
+        libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        name = make_url(url).database
+        upgrade(url, "0003")
+        code = f"from healthapp.migrate import upgrade; upgrade({url!r})"
         with psycopg.connect(libpq, autocommit=True) as holder:
             # Hold the lock until both have connected and wait for it, so that one runs
             # the migration while the other is still waiting.
@@ -124,6 +117,3 @@ def test_migrators_waiting_on_each_other_all_finish(postgres_server_url: str) ->
                 "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_checkups_taken'::regclass"
             ).fetchall()
             assert valid == [(True,)]
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
