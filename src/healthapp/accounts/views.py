@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from apiflask import APIBlueprint
 from flask_jwt_extended import verify_jwt_in_request
@@ -23,6 +24,7 @@ from healthapp.accounts.schemas import (
     UserRead,
     UserUpdate,
 )
+from healthapp.audit import service as audit
 from healthapp.auth.access import (
     ALL_ROLES,
     STAFF,
@@ -129,6 +131,15 @@ def delete_user(user_id: uuid.UUID) -> tuple[str, int]:
 # Profile -------------------------------------------------------------------------------
 
 
+def _record_read(action: str, user: User, **details: Any) -> None:
+    """Record that the caller was shown ``user``'s health data (names and counts only)."""
+    audit.record_reads(
+        session=db.session,
+        action=action,
+        subjects=[audit.Subject(user.id, user.username, details)],
+    )
+
+
 def _profile_owner(user_id: uuid.UUID, *, write: bool) -> User:
     user = _visible_user(user_id)
     principal = current_principal()
@@ -147,7 +158,9 @@ def get_profile(user_id: uuid.UUID) -> ProfileRead:
     profile = service.get_profile(session=db.session, user_id=user.id)
     if profile is None:
         raise not_found("profile")
-    return ProfileRead.model_validate(profile)
+    answer = ProfileRead.model_validate(profile)
+    _record_read("profile.read", user)
+    return answer
 
 
 @bp.post("/<uuid:user_id>/profile")
@@ -205,9 +218,11 @@ def list_diseases(user_id: uuid.UUID, query: PageQuery) -> DiseasePage:
     """List a user's diseases."""
     user = _profile_owner(user_id, write=False)
     diseases, next_cursor = service.list_diseases(session=db.session, user_id=user.id, query=query)
-    return DiseasePage(
+    answer = DiseasePage(
         items=[DiseaseRead.model_validate(d) for d in diseases], next_cursor=next_cursor
     )
+    _record_read("diseases.read", user, listed=len(answer.items))
+    return answer
 
 
 @bp.post("/<uuid:user_id>/diseases")
@@ -236,7 +251,9 @@ def _visible_disease(user: User, disease_id: uuid.UUID):  # type: ignore[no-unty
 def get_disease(user_id: uuid.UUID, disease_id: uuid.UUID) -> DiseaseRead:
     """Read one of a user's diseases."""
     user = _profile_owner(user_id, write=False)
-    return DiseaseRead.model_validate(_visible_disease(user, disease_id))
+    answer = DiseaseRead.model_validate(_visible_disease(user, disease_id))
+    _record_read("diseases.read", user, disease_id=str(disease_id))
+    return answer
 
 
 @bp.patch("/<uuid:user_id>/diseases/<uuid:disease_id>")

@@ -98,6 +98,18 @@ def record_each(
         session.execute(insert(cast(Table, AuditEvent.__table__)), rows)
 
 
+def record_reads(*, session: Session, action: str, subjects: Iterable[Subject]) -> None:
+    """Record a read of health data, committed now: a read has no change of its own to
+    ride on. Call it once the data is loaded and before it is sent, so that a read whose
+    event cannot be stored fails (503) instead of going unrecorded."""
+    try:
+        record_each(session=session, action=action, subjects=subjects)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+
+
 def event_row(
     *,
     actor: Actor,

@@ -109,6 +109,7 @@ _QUEUE_USERS = text(
 )
 _EXISTING_USERS = text("SELECT id, username FROM users WHERE id = ANY(:ids)")
 _USERNAME = text("SELECT username FROM users WHERE id = :id")
+_USERNAMES = text("SELECT id, username FROM users WHERE id = ANY(:ids)")
 _EXISTING_MACHINES = text("SELECT id FROM machines WHERE id = ANY(:ids)")
 
 _NOT_YOURS = "a patient may upload check-ups only for themself"
@@ -423,6 +424,42 @@ def list_checkups(
         newest_first=True,
         since=query.from_,
         until=query.to,
+    )
+
+
+def record_list_read(
+    *, session: Session, user_id: uuid.UUID | None, rows: Sequence[Checkup]
+) -> None:
+    """Record who was shown whose check-ups by a page of the list: the one user it was
+    restricted to (even with no rows), else each user on the page, with their count."""
+    listed = Counter(row.user_id for row in rows)
+    if user_id is not None:
+        listed = Counter({user_id: listed[user_id]})
+    if not listed:
+        return
+    names = {row.id: row.username for row in session.execute(_USERNAMES, {"ids": list(listed)})}
+    audit.record_reads(
+        session=session,
+        action="checkups.read",
+        subjects=[
+            audit.Subject(subject_id, names.get(subject_id), {"listed": count})
+            for subject_id, count in listed.items()
+        ],
+    )
+
+
+def record_read(*, session: Session, checkup: Checkup) -> None:
+    """Record who was shown the check-up ``checkup``."""
+    audit.record_reads(
+        session=session,
+        action="checkups.read",
+        subjects=[
+            audit.Subject(
+                checkup.user_id,
+                session.scalar(_USERNAME, {"id": checkup.user_id}),
+                {"checkup_id": str(checkup.id)},
+            )
+        ],
     )
 
 

@@ -194,9 +194,11 @@ def list_checkups(query: CheckupListQuery) -> CheckupPage:
     """
     user_id = _listable_user(current_principal(), query.user_id)
     rows, next_cursor = service.list_checkups(session=db.session, query=query, user_id=user_id)
-    return CheckupPage(
+    answer = CheckupPage(
         items=[CheckupRead.model_validate(row) for row in rows], next_cursor=next_cursor
     )
+    service.record_list_read(session=db.session, user_id=user_id, rows=rows)
+    return answer
 
 
 def _listable_user(principal: Principal, user_id: uuid.UUID | None) -> uuid.UUID | None:
@@ -221,7 +223,10 @@ def _visible_checkup(checkup_id: uuid.UUID) -> Checkup:
 @requires(ALL_ROLES)
 def get_checkup(checkup_id: uuid.UUID) -> CheckupRead:
     """Read a check-up."""
-    return CheckupRead.model_validate(_visible_checkup(checkup_id))
+    checkup = _visible_checkup(checkup_id)
+    answer = CheckupRead.model_validate(checkup)
+    service.record_read(session=db.session, checkup=checkup)
+    return answer
 
 
 @bp.delete("/<uuid:checkup_id>")
