@@ -24,6 +24,8 @@ _counter = itertools.count(1)
 
 @dataclass(frozen=True)
 class TestUser:
+    __test__ = False  # a helper, not a test class for pytest to collect
+
     id: uuid.UUID
     username: str
     role: Role
