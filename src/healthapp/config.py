@@ -90,6 +90,7 @@ class Base:
         self.AUDIT_STREAM_MAXLEN = _env_int("AUDIT_STREAM_MAXLEN", 1_000_000)
         self.DATABASE_POOL_SIZE = _env_int("DATABASE_POOL_SIZE", 5)
         self.STORE_TIMEOUT_SECONDS = _env_int("STORE_TIMEOUT_SECONDS", 3)
+        self.STATEMENT_TIMEOUT_SECONDS = _env_int("STATEMENT_TIMEOUT_SECONDS", 20)
         self.LOG_LEVEL = env.get("LOG_LEVEL", "INFO")
         self.LOG_JSON = env.get("LOG_JSON", "0") in ("1", "true", "yes")
         for key in RATE_LIMIT_KEYS:

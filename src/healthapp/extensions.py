@@ -24,8 +24,17 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, pool_size: int = 5, timeout_seconds: int = 3) -> Engine:
-    """An engine for ``url`` that fails fast when PostgreSQL is unreachable."""
+def make_engine(
+    url: str, *, pool_size: int = 5, timeout_seconds: int = 3, statement_timeout_seconds: int = 0
+) -> Engine:
+    """An engine for ``url`` that fails fast when PostgreSQL is unreachable.
+
+    ``statement_timeout_seconds`` (0: none) makes PostgreSQL cancel a statement that runs
+    longer, such as one waiting on a lock, so that it ends with the request waiting for it.
+    """
+    options = "-c timezone=UTC"
+    if statement_timeout_seconds > 0:
+        options += f" -c statement_timeout={statement_timeout_seconds}s"
     return create_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
@@ -37,7 +46,7 @@ def make_engine(url: str, *, pool_size: int = 5, timeout_seconds: int = 3) -> En
         connect_args={
             "connect_timeout": timeout_seconds,
             "application_name": "healthapp",
-            "options": "-c timezone=UTC",
+            "options": options,
         },
     )
 
@@ -96,6 +105,7 @@ class Database:
                 app.config["DATABASE_URL"],
                 pool_size=app.config["DATABASE_POOL_SIZE"],
                 timeout_seconds=app.config["STORE_TIMEOUT_SECONDS"],
+                statement_timeout_seconds=app.config["STATEMENT_TIMEOUT_SECONDS"],
             )
         app.extensions["healthapp.db"] = engine
         self._sessionmakers[id(app)] = sessionmaker(engine, expire_on_commit=False)

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
+import psycopg.errors
 import redis.exceptions
 import sqlalchemy.exc
 from apiflask import APIFlask
@@ -147,14 +148,13 @@ def register_errorhandlers(app: APIFlask) -> None:
         return problem_response(Problem(status, detail, headers=headers))
 
     def handle_store_unreachable(error: Exception) -> Response:
-        app.logger.warning("backing store unreachable: %s", type(error).__name__)
-        return problem_response(
-            Problem(
-                503,
-                "A backing store is unreachable; retry shortly.",
-                headers={"Retry-After": "5"},
-            )
-        )
+        if isinstance(getattr(error, "orig", None), psycopg.errors.QueryCanceled):
+            app.logger.warning("database statement cancelled by STATEMENT_TIMEOUT_SECONDS")
+            detail = "The database did not answer in time; retry shortly."
+        else:
+            app.logger.warning("backing store unreachable: %s", type(error).__name__)
+            detail = "A backing store is unreachable; retry shortly."
+        return problem_response(Problem(503, detail, headers={"Retry-After": "5"}))
 
     for error_class in STORE_UNREACHABLE:
         app.register_error_handler(error_class, handle_store_unreachable)
