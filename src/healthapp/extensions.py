@@ -30,7 +30,7 @@ def make_engine(
     """An engine for ``url`` that fails fast when PostgreSQL is unreachable.
 
     ``statement_timeout_seconds`` (0: none) makes PostgreSQL cancel a statement that runs
-    longer, such as one waiting on a lock, so that it ends with the request waiting for it.
+    longer, one waiting on a lock too, so that no statement outlives the request behind it.
     """
     options = "-c timezone=UTC"
     if statement_timeout_seconds > 0:

@@ -109,7 +109,6 @@ _QUEUE_USERS = text(
 )
 _EXISTING_USERS = text("SELECT id, username FROM users WHERE id = ANY(:ids)")
 _USERNAME = text("SELECT username FROM users WHERE id = :id")
-_USERNAMES = text("SELECT id, username FROM users WHERE id = ANY(:ids)")
 _EXISTING_MACHINES = text("SELECT id FROM machines WHERE id = ANY(:ids)")
 
 _NOT_YOURS = "a patient may upload check-ups only for themself"
@@ -437,7 +436,9 @@ def record_list_read(
         listed = Counter({user_id: listed[user_id]})
     if not listed:
         return
-    names = {row.id: row.username for row in session.execute(_USERNAMES, {"ids": list(listed)})}
+    names = {
+        row.id: row.username for row in session.execute(_EXISTING_USERS, {"ids": list(listed)})
+    }
     audit.record_reads(
         session=session,
         action="checkups.read",
