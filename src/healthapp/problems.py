@@ -7,7 +7,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-import psycopg.errors
 import redis.exceptions
 import sqlalchemy.exc
 from apiflask import APIFlask
@@ -114,6 +113,11 @@ STORE_UNREACHABLE: tuple[type[Exception], ...] = (
 )
 
 
+#: PostgreSQL's SQLSTATE for a statement it cancelled (``statement_timeout``). Matched by
+#: code: the Reports API must not import the database driver.
+QUERY_CANCELED = "57014"
+
+
 def register_errorhandlers(app: APIFlask) -> None:
     """Answer every error, ours and Werkzeug's, with a problem document."""
 
@@ -148,7 +152,7 @@ def register_errorhandlers(app: APIFlask) -> None:
         return problem_response(Problem(status, detail, headers=headers))
 
     def handle_store_unreachable(error: Exception) -> Response:
-        if isinstance(getattr(error, "orig", None), psycopg.errors.QueryCanceled):
+        if getattr(getattr(error, "orig", None), "sqlstate", None) == QUERY_CANCELED:
             app.logger.warning("database statement cancelled by STATEMENT_TIMEOUT_SECONDS")
             detail = "The database did not answer in time; retry shortly."
         else:
