@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 import pytest
@@ -34,6 +35,9 @@ USERS = 1000
 BATCH_SIZE = "5"
 #: How many times a test may stop a pass and let it go on before it holds a batch.
 STOP_ATTEMPTS = 200
+#: How long the pass runs between two stops: well under a batch of ``BATCH_SIZE`` users,
+#: and ``STOP_ATTEMPTS`` of them well under a whole pass.
+STEP_SECONDS = 0.001
 
 
 @pytest.fixture
@@ -99,7 +103,10 @@ def stop_holding_a_batch(process: subprocess.Popen[str], engine: Engine) -> None
         if locked_outbox_rows(engine):
             return
         os.kill(process.pid, signal.SIGCONT)
-        wait_until(lambda: process.poll() is None, timeout=1, what="the pass to go on")
+        # Let it run a moment: stopped again at once, a pass caught between two batches
+        # may get no CPU time at all and still be between them at every attempt.
+        time.sleep(STEP_SECONDS)
+        assert process.poll() is None, "the pass ended before it held a batch at a stop"
         os.kill(process.pid, signal.SIGSTOP)
     raise AssertionError(f"the pass held no batch at any of {STOP_ATTEMPTS} stops")
 
