@@ -99,12 +99,15 @@ def test_an_empty_page_is_recorded_only_when_it_is_about_one_user(
         api, "/api/v1/checkups/", operator, user_id=str(patient.id), **window
     )
     everyone, everyone_id = _get(api, "/api/v1/checkups/", operator, **window)
+    # Staff may ask for any id; a list for an id of no user is about nobody.
+    nobody, nobody_id = _get(api, "/api/v1/checkups/", operator, user_id=str(uuid.uuid4()))
 
-    assert (one_user.json["items"], everyone.json["items"]) == ([], [])
+    assert (one_user.json["items"], everyone.json["items"], nobody.json["items"]) == ([], [], [])
     assert _summary(_reads(engine, one_user_id)) == [
         ("checkups.read", operator.username, patient.username, {"listed": 0})
     ]
     assert _reads(engine, everyone_id) == []
+    assert _reads(engine, nobody_id) == []
 
 
 def test_an_answer_that_shows_nothing_records_nothing(api: ApiClient, engine: Engine) -> None:

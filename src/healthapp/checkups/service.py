@@ -430,7 +430,8 @@ def record_list_read(
     *, session: Session, user_id: uuid.UUID | None, rows: Sequence[Checkup]
 ) -> None:
     """Record who was shown whose check-ups by a page of the list: the one user it was
-    restricted to (even with no rows), else each user on the page, with their count."""
+    restricted to (even with no rows, if that user exists), else each user on the page,
+    with their count."""
     listed = Counter(row.user_id for row in rows)
     if user_id is not None:
         listed = Counter({user_id: listed[user_id]})
@@ -439,14 +440,13 @@ def record_list_read(
     names = {
         row.id: row.username for row in session.execute(_EXISTING_USERS, {"ids": list(listed)})
     }
-    audit.record_reads(
-        session=session,
-        action="checkups.read",
-        subjects=[
-            audit.Subject(subject_id, names.get(subject_id), {"listed": count})
-            for subject_id, count in listed.items()
-        ],
-    )
+    subjects = [
+        audit.Subject(subject_id, names[subject_id], {"listed": count})
+        for subject_id, count in listed.items()
+        if subject_id in names
+    ]
+    if subjects:
+        audit.record_reads(session=session, action="checkups.read", subjects=subjects)
 
 
 def record_read(*, session: Session, checkup: Checkup) -> None:
