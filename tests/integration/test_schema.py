@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, event
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from healthapp.checkups.schemas import CheckupListQuery
 from healthapp.checkups.service import list_checkups
-from healthapp.migrate import MIGRATION_LOCK_KEY, upgrade
+from healthapp.migrate import MIGRATION_LOCK_KEY, alembic_config, upgrade
 from healthapp.models import metadata
 from healthapp.pagination import encode_cursor
 from tests.conftest import empty_database
@@ -117,3 +118,47 @@ def test_migrators_waiting_on_each_other_all_finish(postgres_server_url: str) ->
                 "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_checkups_taken'::regclass"
             ).fetchall()
             assert valid == [(True,)]
+
+
+def _index_state(libpq: str) -> tuple[int, bool] | None:
+    with psycopg.connect(libpq) as conn:
+        row = conn.execute(
+            "SELECT indexrelid::oid::int, indisvalid FROM pg_index"
+            " WHERE indexrelid = to_regclass('ix_checkups_taken')"
+        ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def test_migration_0004_keeps_a_finished_index_and_rebuilds_an_invalid_one(
+    postgres_server_url: str,
+) -> None:
+    """A migrator killed during the concurrent build leaves either a finished index (its
+    build went on without it) or an invalid one; the next migrator keeps the first and
+    builds the second again."""
+    create = "CREATE INDEX ix_checkups_taken ON checkups (taken_at DESC, id DESC)"
+    with empty_database(postgres_server_url, prefix="healthapp_mig") as url:
+        libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        upgrade(url, "0003")
+        with psycopg.connect(libpq, autocommit=True) as conn:
+            conn.execute(create)
+        finished = _index_state(libpq)
+        upgrade(url, "0004")
+        assert _index_state(libpq) == finished
+
+        command.downgrade(alembic_config(url), "0003")
+        assert _index_state(libpq) is None
+        with psycopg.connect(libpq, autocommit=True) as conn:
+            conn.execute(create)
+            # What a build that died half-way leaves behind.
+            conn.execute(
+                "UPDATE pg_index SET indisvalid = false"
+                " WHERE indexrelid = 'ix_checkups_taken'::regclass"
+            )
+        invalid = _index_state(libpq)
+        assert invalid is not None
+        assert invalid[1] is False
+        upgrade(url, "0004")
+        rebuilt = _index_state(libpq)
+        assert rebuilt is not None
+        assert rebuilt[1] is True
+        assert rebuilt[0] != invalid[0]
