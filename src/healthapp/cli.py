@@ -199,6 +199,7 @@ def create_admin(username: str, email: str | None, password_stdin: bool) -> None
 
         upgrade(database_url)
         settings.DATABASE_URL = database_url
+        settings.STATEMENT_TIMEOUT_SECONDS = 0  # a deadline for requests, not for commands
         from healthapp.accounts import service
         from healthapp.app import create_app
         from healthapp.extensions import db
@@ -430,6 +431,7 @@ def seed_demo(
 
         upgrade(database_url)
         settings.DATABASE_URL = database_url
+        settings.STATEMENT_TIMEOUT_SECONDS = 0  # a large demo's statements may run long
         app = create_app(settings)
         with app.app_context():
             if _prefix_taken(db.session, prefix):

@@ -1,6 +1,6 @@
 """A Core API statement that runs past STATEMENT_TIMEOUT_SECONDS is cancelled by PostgreSQL
-and answered 503, instead of holding the request (and a connection) until gunicorn kills
-the worker while the statement runs on."""
+and answered 503, instead of holding its request, thread and connection for as long as it
+waits."""
 
 from __future__ import annotations
 
