@@ -31,6 +31,14 @@ class AuditEvent(Base):
             text("occurred_at DESC"),
             text("id DESC"),
         ),
+        # One action's events newest first (?action=): every read records events, so a
+        # rare action is otherwise found by walking the whole trail.
+        Index(
+            "ix_audit_events_action_occurred",
+            "action",
+            text("occurred_at DESC"),
+            text("id DESC"),
+        ),
         # Every event newest first (the unfiltered list, time ranges).
         Index("ix_audit_events_occurred", text("occurred_at DESC"), text("id DESC")),
     )
