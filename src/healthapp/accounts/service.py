@@ -242,6 +242,14 @@ def delete_disease(*, session: Session, user: User, disease: Disease) -> None:
     session.commit()
 
 
+def record_read(*, session: Session, action: str, user: User, **details: Any) -> None:
+    """Record that the caller was shown ``user``'s health data (names and counts only),
+    committed before the answer goes out."""
+    audit.record_reads(
+        session=session, action=action, subjects=[audit.Subject(user.id, user.username, details)]
+    )
+
+
 def _audit(session: Session, action: str, user: User, **details: Any) -> None:
     """Record ``action`` on ``user``'s data in the current transaction (names, never values)."""
     audit.record(

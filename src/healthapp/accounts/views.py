@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from apiflask import APIBlueprint
 from flask_jwt_extended import verify_jwt_in_request
@@ -24,7 +23,6 @@ from healthapp.accounts.schemas import (
     UserRead,
     UserUpdate,
 )
-from healthapp.audit import service as audit
 from healthapp.auth.access import (
     ALL_ROLES,
     STAFF,
@@ -131,15 +129,6 @@ def delete_user(user_id: uuid.UUID) -> tuple[str, int]:
 # Profile -------------------------------------------------------------------------------
 
 
-def _record_read(action: str, user: User, **details: Any) -> None:
-    """Record that the caller was shown ``user``'s health data (names and counts only)."""
-    audit.record_reads(
-        session=db.session,
-        action=action,
-        subjects=[audit.Subject(user.id, user.username, details)],
-    )
-
-
 def _profile_owner(user_id: uuid.UUID, *, write: bool) -> User:
     user = _visible_user(user_id)
     principal = current_principal()
@@ -159,7 +148,7 @@ def get_profile(user_id: uuid.UUID) -> ProfileRead:
     if profile is None:
         raise not_found("profile")
     answer = ProfileRead.model_validate(profile)
-    _record_read("profile.read", user)
+    service.record_read(session=db.session, action="profile.read", user=user)
     return answer
 
 
@@ -221,7 +210,9 @@ def list_diseases(user_id: uuid.UUID, query: PageQuery) -> DiseasePage:
     answer = DiseasePage(
         items=[DiseaseRead.model_validate(d) for d in diseases], next_cursor=next_cursor
     )
-    _record_read("diseases.read", user, listed=len(answer.items))
+    service.record_read(
+        session=db.session, action="diseases.read", user=user, listed=len(answer.items)
+    )
     return answer
 
 
@@ -252,7 +243,9 @@ def get_disease(user_id: uuid.UUID, disease_id: uuid.UUID) -> DiseaseRead:
     """Read one of a user's diseases."""
     user = _profile_owner(user_id, write=False)
     answer = DiseaseRead.model_validate(_visible_disease(user, disease_id))
-    _record_read("diseases.read", user, disease_id=str(disease_id))
+    service.record_read(
+        session=db.session, action="diseases.read", user=user, disease_id=str(disease_id)
+    )
     return answer
 
 
