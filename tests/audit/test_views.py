@@ -141,6 +141,8 @@ def test_pages_split_events_of_one_instant(api: ApiClient, engine: Engine) -> No
         ("?limit=501", 422, ["query", "limit"]),
         ("?user=alice", 422, ["query", "user"]),
         (f"?username={'x' * 33}", 422, ["query", "username"]),
+        ("?action=Not An Action!", 422, ["query", "action"]),
+        ("?action=report", 422, ["query", "action"]),
     ],
 )
 def test_bad_queries_are_problems(api: ApiClient, query: str, status: int, loc: list[str]) -> None:

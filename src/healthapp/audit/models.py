@@ -12,6 +12,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from healthapp.orm import Base
 
+#: What an action looks like: dotted lower-case words (``report.read``).
+ACTION_PATTERN = r"^[a-z_]+(\.[a-z_]+)+$"
+
 
 class AuditEvent(Base):
     """Who did what to whose health data, and when; append-only (see migration 0002).
@@ -23,7 +26,7 @@ class AuditEvent(Base):
 
     __tablename__ = "audit_events"
     __table_args__ = (
-        CheckConstraint(r"action ~ '^[a-z_]+(\.[a-z_]+)+$'", name="action_format"),
+        CheckConstraint(f"action ~ '{ACTION_PATTERN}'", name="action_format"),
         # One subject's events newest first, optionally within a time range.
         Index(
             "ix_audit_events_subject_occurred",

@@ -8,10 +8,11 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints, model_validator
 
+from healthapp.audit.models import ACTION_PATTERN
 from healthapp.pagination import PageQuery
 from healthapp.schemas_common import Page, ResponseModel
 
-Action = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Action = Annotated[str, StringConstraints(max_length=64, pattern=ACTION_PATTERN)]
 Username = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 
 
