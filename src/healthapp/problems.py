@@ -15,6 +15,8 @@ from flask import Response
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from healthapp import errors
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 TITLES = {
@@ -65,6 +67,25 @@ class Problem(Exception):
         }
         body.update(self.extra)
         return body
+
+
+#: The status each refusal of the domain is answered with.
+DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
+    errors.InvalidInput: 422,
+    errors.NotAllowed: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.Unavailable: 503,
+}
+
+
+def from_domain_error(error: errors.DomainError) -> Problem:
+    """The problem document for a refusal of the domain."""
+    status = next((code for kind, code in DOMAIN_STATUS.items() if isinstance(error, kind)), 422)
+    headers = (
+        {"Retry-After": str(error.retry_after)} if isinstance(error, errors.Unavailable) else None
+    )
+    return Problem(status, error.detail, errors=error.errors, headers=headers)
 
 
 def problem_response(problem: Problem) -> Response:
@@ -124,6 +145,10 @@ def register_errorhandlers(app: APIFlask) -> None:
     @app.errorhandler(Problem)
     def handle_problem(problem: Problem) -> Response:
         return problem_response(problem)
+
+    @app.errorhandler(errors.DomainError)
+    def handle_domain_error(error: errors.DomainError) -> Response:
+        return problem_response(from_domain_error(error))
 
     @app.error_processor
     def handle_apiflask_error(error: HTTPError) -> Response:

@@ -6,10 +6,12 @@ import orjson
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from healthapp import errors
 from healthapp.problems import (
     PROBLEM_MEDIA_TYPE,
     TITLES,
     Problem,
+    from_domain_error,
     not_found,
     problem_response,
     pydantic_errors,
@@ -90,3 +92,31 @@ def test_errors_never_echo_the_input() -> None:
     errors = pydantic_errors(error)
     assert secret not in orjson.dumps(errors).decode()
     assert all(set(e) == {"loc", "msg", "type"} for e in errors)
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (errors.InvalidInput("bad"), 422),
+        (errors.InvalidCursor("bad cursor"), 422),
+        (errors.NotAllowed("no"), 403),
+        (errors.NotFound("gone"), 404),
+        (errors.Conflict("taken"), 409),
+        (errors.Unavailable("down"), 503),
+    ],
+)
+def test_each_domain_refusal_has_its_status(error: errors.DomainError, status: int) -> None:
+    problem = from_domain_error(error)
+    assert (problem.status, problem.detail, problem.title) == (status, error.detail, TITLES[status])
+
+
+def test_a_domain_refusal_keeps_its_field_errors() -> None:
+    entries = [{"loc": ["body", "serial_number"], "msg": "taken"}]
+    problem = from_domain_error(errors.Conflict("The serial number is taken.", errors=entries))
+    assert problem.to_dict()["errors"] == entries
+
+
+def test_an_unavailable_store_says_when_to_retry() -> None:
+    problem = from_domain_error(errors.Unavailable("Try again.", retry_after=7))
+    assert problem.headers == {"Retry-After": "7"}
+    assert from_domain_error(errors.NotFound("x")).headers == {}

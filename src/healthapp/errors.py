@@ -1,0 +1,50 @@
+"""What the domain refuses, in the domain's words; the web layer turns each into a problem
+document (``healthapp.problems``), the command line into a message.
+
+Services and adapters raise these and never an HTTP type, so they can be called from the
+worker and the CLI as they are from a view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class DomainError(Exception):
+    """A request the domain refuses; ``errors`` are ``{"loc", "msg"}`` entries (SPEC §3)."""
+
+    def __init__(self, detail: str, *, errors: Sequence[dict[str, Any]] = ()) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = list(errors)
+
+
+class NotFound(DomainError):
+    """The thing does not exist, or the caller may not know that it does."""
+
+
+class Conflict(DomainError):
+    """The change contradicts what is stored (a unique value taken, a row still referenced)."""
+
+
+class InvalidInput(DomainError):
+    """The request is well-formed but breaks a rule that only the stored data can tell."""
+
+
+class InvalidCursor(InvalidInput):
+    """A pagination cursor that this service did not issue, or that was altered."""
+
+
+class NotAllowed(DomainError):
+    """The caller's role or relation to the data does not permit this."""
+
+
+class Unavailable(DomainError):
+    """A store cannot serve this now; the same request may succeed after ``retry_after``."""
+
+    def __init__(
+        self, detail: str, *, errors: Sequence[dict[str, Any]] = (), retry_after: int = 5
+    ) -> None:
+        super().__init__(detail, errors=errors)
+        self.retry_after = retry_after
