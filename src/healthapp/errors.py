@@ -32,7 +32,7 @@ class InvalidInput(DomainError):
     """The request is well-formed but breaks a rule that only the stored data can tell."""
 
 
-class InvalidCursor(InvalidInput):
+class InvalidCursor(DomainError):
     """A pagination cursor that this service did not issue, or that was altered."""
 
 

@@ -71,6 +71,7 @@ class Problem(Exception):
 
 #: The status each refusal of the domain is answered with.
 DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
+    errors.InvalidCursor: 400,  # before InvalidInput: the query string cannot be read at all
     errors.InvalidInput: 422,
     errors.NotAllowed: 403,
     errors.NotFound: 404,

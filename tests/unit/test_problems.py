@@ -98,7 +98,7 @@ def test_errors_never_echo_the_input() -> None:
     ("error", "status"),
     [
         (errors.InvalidInput("bad"), 422),
-        (errors.InvalidCursor("bad cursor"), 422),
+        (errors.InvalidCursor("bad cursor"), 400),
         (errors.NotAllowed("no"), 403),
         (errors.NotFound("gone"), 404),
         (errors.Conflict("taken"), 409),
