@@ -35,6 +35,16 @@ class InvalidInput(DomainError):
 class InvalidCursor(DomainError):
     """A pagination cursor that this service did not issue, or that was altered."""
 
+    def __init__(
+        self,
+        detail: str = "The cursor is not valid; start again without one.",
+        *,
+        errors: Sequence[dict[str, Any]] | None = None,
+    ) -> None:
+        if errors is None:
+            errors = [{"loc": ["query", "cursor"], "msg": "invalid cursor"}]
+        super().__init__(detail, errors=errors)
+
 
 class NotAllowed(DomainError):
     """The caller's role or relation to the data does not permit this."""

@@ -43,7 +43,7 @@ from healthapp.checkups.schemas import (
 )
 from healthapp.observability import bound_request_id
 from healthapp.outbox.service import enqueue_user_ids
-from healthapp.pagination import paginate_by_time
+from healthapp.pagination_sql import paginate_by_time
 from healthapp.problems import Problem
 
 _STAGING_TABLE = """
