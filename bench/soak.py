@@ -1121,8 +1121,9 @@ def drive(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from healthapp.database import make_engine
     from healthapp.embedded import start_redis
-    from healthapp.extensions import make_engine, make_redis
+    from healthapp.extensions import make_redis
     from healthapp.sync.service import full_rebuild
 
     seconds = args.minutes * 60
