@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy.exc
 from flask import Flask, Response, current_app, g
 from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from healthapp.problems import REDIS_UNREACHABLE, problem_response, store_unreachable
@@ -30,13 +31,16 @@ STORE_UNREACHABLE: tuple[type[Exception], ...] = DATABASE_UNREACHABLE + REDIS_UN
 #: code: this module names no driver, and a driver's exception class would import it.
 QUERY_CANCELED = "57014"
 
+#: The driver every PostgreSQL URL is given to.
+DRIVER = "postgresql+psycopg"
+
 
 def sqlalchemy_url(url: str) -> str:
-    """``url`` with the psycopg 3 driver named, whatever form it was given in."""
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
+    """``url`` with the psycopg 3 driver named, whichever PostgreSQL form it was given in."""
+    parsed = make_url(url)
+    if parsed.drivername not in ("postgres", "postgresql", DRIVER):
+        return url
+    return parsed.set(drivername=DRIVER).render_as_string(hide_password=False)
 
 
 def make_engine(
