@@ -58,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import reportdata
 
-from healthapp.extensions import sqlalchemy_url
+from healthapp.database import sqlalchemy_url
 
 CHECKUP_COLUMNS = (
     "id, user_id, machine_id, checkup_type, information, test_taken_by, taken_at, uploaded_by"

@@ -50,8 +50,8 @@ def create_baseline_app() -> Any:
     from flask import Response
 
     from healthapp.auth.access import ALL_ROLES, current_principal, requires
+    from healthapp.database import make_engine, register_errorhandlers
     from healthapp.domain.report_layout import R_ID, R_TAKEN_AT, decode_chunk, report_body
-    from healthapp.extensions import make_engine
     from healthapp.json_provider import dumps_bytes
     from healthapp.pagination import encode_cursor
     from healthapp.problems import not_found
@@ -60,6 +60,7 @@ def create_baseline_app() -> Any:
 
     app = new_api(__name__, title="Reports from PostgreSQL (baseline)", api_name="baseline")
     engine = make_engine(app.config["DATABASE_URL"], pool_size=8)
+    register_errorhandlers(app)
     limit = 50
 
     @app.get("/api/v1/users/<username>/")
@@ -133,7 +134,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from healthapp.extensions import make_engine, make_redis
+    from healthapp.database import make_engine
+    from healthapp.extensions import make_redis
     from healthapp.sync.service import full_rebuild
 
     with (

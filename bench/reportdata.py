@@ -27,7 +27,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from healthapp.cli import worker_with_beat_command
-from healthapp.extensions import sqlalchemy_url
+from healthapp.database import sqlalchemy_url
 from healthapp.migrate import upgrade
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"

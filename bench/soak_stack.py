@@ -55,7 +55,8 @@ class Stack:
 def running(args: argparse.Namespace) -> Iterator[Stack]:
     """The whole stack, seeded and synced, every memory watch started; all stopped, the
     database dropped, afterwards."""
-    from healthapp.extensions import make_engine, make_redis
+    from healthapp.database import make_engine
+    from healthapp.extensions import make_redis
     from healthapp.sync.service import full_rebuild
 
     with ExitStack() as stack:

@@ -121,7 +121,7 @@ def timed_incremental(
     """The median duration of ``repeat`` passes, each after ``changed`` users changed."""
     import statistics
 
-    from healthapp.extensions import make_engine
+    from healthapp.database import make_engine
     from healthapp.sync.service import run_incremental_sync
 
     engine = make_engine(url)
@@ -138,7 +138,7 @@ def timed_incremental(
 
 
 def timed_full(url: str, client: Any, *, batch_size: int) -> tuple[float, int]:
-    from healthapp.extensions import make_engine
+    from healthapp.database import make_engine
     from healthapp.sync.service import full_rebuild
 
     engine = make_engine(url)

@@ -25,7 +25,7 @@ os.environ["HEALTHAPP_ENV"] = "testing"
 
 from healthapp.app import create_app
 from healthapp.config import Testing
-from healthapp.extensions import make_engine, sqlalchemy_url
+from healthapp.database import make_engine, sqlalchemy_url
 from healthapp.migrate import upgrade
 from healthapp.models import metadata
 from tests.factories import ApiClient
@@ -145,7 +145,7 @@ def truncate_all(engine: Engine) -> None:
 @pytest.fixture
 def db_session(app: Any, engine: Engine) -> Iterator[Any]:
     """A session in an app context; every table is emptied after the test."""
-    from healthapp.extensions import db
+    from healthapp.database import db
 
     with app.app_context():
         yield db.session

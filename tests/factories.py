@@ -13,8 +13,8 @@ from werkzeug.test import TestResponse
 
 from healthapp.accounts import service as accounts
 from healthapp.accounts.schemas import UserCreate
+from healthapp.database import db
 from healthapp.domain.roles import Role
-from healthapp.extensions import db
 from healthapp.machines import service as machines
 from healthapp.machines.schemas import MachineCreate
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from apiflask import APIFlask
 from sqlalchemy import Engine, text
 
+from healthapp import database
 from healthapp.config import Base
-from healthapp.extensions import db, limiter, redis_options
+from healthapp.database import db
+from healthapp.extensions import limiter, redis_options
 from healthapp.webapp import new_api, register_health
 
 
@@ -15,6 +17,7 @@ def create_app(settings: Base | None = None, *, engine: Engine | None = None) ->
     app = new_api(__name__, title="MyHealthApp Core API", api_name="core", settings=settings)
     register_extensions(app, engine=engine)
     register_blueprints(app)
+    database.register_errorhandlers(app)
     register_health(app, {"postgresql": _check_postgresql})
     return app
 
@@ -38,7 +41,8 @@ def register_extensions(app: APIFlask, *, engine: Engine | None = None) -> None:
 
 
 def _limiter_storage(redis_url: str) -> str:
-    # limits names a Redis unix socket "redis+unix://"; redis-py names it "unix://".
+    # limits names a Redis unix socket "redis+unix://"; redis-py names it "unix://". A prefix
+    # swap, not urllib.parse: urlunsplit drops the empty authority of "unix:///path".
     if redis_url.startswith("unix://"):
         return "redis+unix://" + redis_url[len("unix://") :]
     return redis_url

@@ -202,7 +202,7 @@ def create_admin(username: str, email: str | None, password_stdin: bool) -> None
         settings.STATEMENT_TIMEOUT_SECONDS = 0  # a deadline for requests, not for commands
         from healthapp.accounts import service
         from healthapp.app import create_app
-        from healthapp.extensions import db
+        from healthapp.database import db
 
         app = create_app(settings)
         with app.app_context():
@@ -227,7 +227,7 @@ def create_admin(username: str, email: str | None, password_stdin: bool) -> None
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=None, help="Users per batch.")
 def sync(mode: str | None, batch_size: int | None) -> None:
     """Run one incremental sync pass from PostgreSQL into Redis (or --full, --verify)."""
-    from healthapp.problems import STORE_UNREACHABLE
+    from healthapp.database import STORE_UNREACHABLE
     from healthapp.sync import service
 
     try:
@@ -332,7 +332,8 @@ class _ProgressBar:
 
 def _stores(stack: ExitStack, settings: Any) -> tuple[Any, Any]:
     """An engine on the migrated database and a Redis client, closed with ``stack``."""
-    from healthapp.extensions import make_engine, make_redis
+    from healthapp.database import make_engine
+    from healthapp.extensions import make_redis
     from healthapp.migrate import upgrade
 
     database_url = _database_url(stack, settings)
@@ -425,7 +426,8 @@ def seed_demo(
         redis_url = _redis_url(stack, settings, owner=False)
         from healthapp import demo
         from healthapp.app import create_app
-        from healthapp.extensions import db, make_redis
+        from healthapp.database import db
+        from healthapp.extensions import make_redis
         from healthapp.migrate import upgrade
         from healthapp.sync import service as sync_service
 

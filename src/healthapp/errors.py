@@ -35,16 +35,34 @@ class InvalidInput(DomainError):
 class InvalidCursor(DomainError):
     """A pagination cursor that this service did not issue, or that was altered."""
 
+    def __init__(
+        self,
+        detail: str = "The cursor is not valid; start again without one.",
+        *,
+        errors: Sequence[dict[str, Any]] | None = None,
+    ) -> None:
+        if errors is None:
+            errors = [{"loc": ["query", "cursor"], "msg": "invalid cursor"}]
+        super().__init__(detail, errors=errors)
+
 
 class NotAllowed(DomainError):
     """The caller's role or relation to the data does not permit this."""
+
+
+#: Seconds a client is asked to wait before it retries a request a store could not serve.
+RETRY_AFTER_SECONDS = 5
 
 
 class Unavailable(DomainError):
     """A store cannot serve this now; the same request may succeed after ``retry_after``."""
 
     def __init__(
-        self, detail: str, *, errors: Sequence[dict[str, Any]] = (), retry_after: int = 5
+        self,
+        detail: str,
+        *,
+        errors: Sequence[dict[str, Any]] = (),
+        retry_after: int = RETRY_AFTER_SECONDS,
     ) -> None:
         super().__init__(detail, errors=errors)
         self.retry_after = retry_after

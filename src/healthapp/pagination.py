@@ -1,26 +1,25 @@
-"""Opaque keyset cursors and the ``?limit=&cursor=`` query of every list (SPEC §3)."""
+"""The ``?limit=&cursor=`` query of every list and its opaque keyset cursors (SPEC §3).
+
+Pure: the Reports API reads its cursors with this module and loads no database code; the
+SQL side of a keyset page is :mod:`healthapp.pagination_sql`.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import uuid
-from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Select, tuple_
-from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from healthapp.domain.cursors import encode_cursor as encode_cursor
-from healthapp.problems import Problem
+from healthapp.errors import InvalidCursor
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
-
-T = TypeVar("T")
 
 
 class PageQuery(BaseModel):
@@ -33,14 +32,14 @@ class PageQuery(BaseModel):
 
 
 def decode_cursor(cursor: str, *, arity: int) -> list[Any]:
-    """The keyset position in ``cursor``; a tampered cursor is a 400 problem."""
+    """The keyset position in ``cursor``; a tampered cursor raises :class:`InvalidCursor`."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         key = orjson.loads(raw)
     except (binascii.Error, ValueError) as exc:
-        raise bad_cursor() from exc
+        raise InvalidCursor() from exc
     if not isinstance(key, list) or len(key) != arity:
-        raise bad_cursor()
+        raise InvalidCursor()
     return key
 
 
@@ -48,52 +47,13 @@ def decode_time_id_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     """A ``(timestamp, id)`` keyset position."""
     moment, row_id = decode_cursor(cursor, arity=2)
     if not isinstance(moment, str) or not isinstance(row_id, str):
-        raise bad_cursor()
+        raise InvalidCursor()
     try:
         return datetime.fromisoformat(moment), uuid.UUID(row_id)
     except ValueError as exc:
-        raise bad_cursor() from exc
+        raise InvalidCursor() from exc
 
 
-def bad_cursor() -> Problem:
-    """The 400 answered for a cursor this server did not issue."""
-    return Problem(
-        400,
-        "The cursor is not valid; start again without one.",
-        errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
-    )
-
-
-def paginate_by_time(
-    *,
-    session: Session,
-    stmt: Select[T],
-    time_column: InstrumentedAttribute[datetime],
-    id_column: InstrumentedAttribute[uuid.UUID],
-    limit: int,
-    cursor: str | None,
-    newest_first: bool = False,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> tuple[Sequence[T], str | None]:
-    """One page of ``stmt`` ordered by ``(time, id)``, and the cursor of the next page;
-    ``since`` (inclusive) and ``until`` (exclusive) bound the time column."""
-    if since is not None:
-        stmt = stmt.where(time_column >= since)
-    if until is not None:
-        stmt = stmt.where(time_column < until)
-    key = tuple_(time_column, id_column)
-    if cursor:
-        position = tuple_(*decode_time_id_cursor(cursor))
-        stmt = stmt.where(key < position if newest_first else key > position)
-    if newest_first:
-        stmt = stmt.order_by(time_column.desc(), id_column.desc())
-    else:
-        stmt = stmt.order_by(time_column, id_column)
-    rows = session.scalars(stmt.limit(limit + 1)).all()
-    if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    last = rows[-1]
-    moment = getattr(last, time_column.key)
-    return rows, encode_cursor([moment.isoformat(), str(getattr(last, id_column.key))])
+def encode_time_id_cursor(moment: datetime, row_id: uuid.UUID) -> str:
+    """The cursor of the ``(timestamp, id)`` keyset position :func:`decode_time_id_cursor` reads."""
+    return encode_cursor([moment.isoformat(), str(row_id)])

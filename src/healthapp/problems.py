@@ -8,7 +8,6 @@ from typing import Any
 
 import orjson
 import redis.exceptions
-import sqlalchemy.exc
 from apiflask import APIFlask
 from apiflask.exceptions import HTTPError
 from flask import Response
@@ -16,6 +15,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from healthapp import errors
+from healthapp.errors import RETRY_AFTER_SECONDS
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -82,11 +82,24 @@ DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
 
 def from_domain_error(error: errors.DomainError) -> Problem:
     """The problem document for a refusal of the domain."""
+    if isinstance(error, errors.Unavailable):
+        return store_unreachable(error.detail, errors=error.errors, retry_after=error.retry_after)
     status = next((code for kind, code in DOMAIN_STATUS.items() if isinstance(error, kind)), 422)
-    headers = (
-        {"Retry-After": str(error.retry_after)} if isinstance(error, errors.Unavailable) else None
-    )
-    return Problem(status, error.detail, errors=error.errors, headers=headers)
+    return Problem(status, error.detail, errors=error.errors)
+
+
+#: The detail of the 503 answered while a store does not answer.
+STORE_UNREACHABLE_DETAIL = "A backing store is unreachable; retry shortly."
+
+
+def store_unreachable(
+    detail: str = STORE_UNREACHABLE_DETAIL,
+    *,
+    errors: Sequence[dict[str, Any]] = (),
+    retry_after: int = RETRY_AFTER_SECONDS,
+) -> Problem:
+    """The 503 answered while a store cannot serve the request; it may succeed once retried."""
+    return Problem(503, detail, errors=errors, headers={"Retry-After": str(retry_after)})
 
 
 def problem_response(problem: Problem) -> Response:
@@ -124,20 +137,12 @@ def validation_problem(error: ValidationError, *, prefix: Iterable[str | int] = 
     return Problem(422, f"The {where} failed validation.", errors=errors)
 
 
-#: What a store that cannot be reached raises: a 503 on the APIs, one warning line in the
-#: worker and the command line (the next try may succeed), never a traceback.
-STORE_UNREACHABLE: tuple[type[Exception], ...] = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.TimeoutError,
+#: What an unreachable Redis raises: a 503 on both APIs. PostgreSQL's are in
+#: :mod:`healthapp.database`, which the Reports API does not load.
+REDIS_UNREACHABLE: tuple[type[Exception], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
 )
-
-
-#: PostgreSQL's SQLSTATE for a statement it cancelled (``statement_timeout``). Matched by
-#: code: the Reports API must not import the database driver.
-QUERY_CANCELED = "57014"
 
 
 def register_errorhandlers(app: APIFlask) -> None:
@@ -177,17 +182,12 @@ def register_errorhandlers(app: APIFlask) -> None:
             )
         return problem_response(Problem(status, detail, headers=headers))
 
-    def handle_store_unreachable(error: Exception) -> Response:
-        if getattr(getattr(error, "orig", None), "sqlstate", None) == QUERY_CANCELED:
-            app.logger.warning("database statement cancelled by STATEMENT_TIMEOUT_SECONDS")
-            detail = "The database did not answer in time; retry shortly."
-        else:
-            app.logger.warning("backing store unreachable: %s", type(error).__name__)
-            detail = "A backing store is unreachable; retry shortly."
-        return problem_response(Problem(503, detail, headers={"Retry-After": "5"}))
+    def handle_redis_unreachable(error: Exception) -> Response:
+        app.logger.warning("backing store unreachable: %s", type(error).__name__)
+        return problem_response(store_unreachable())
 
-    for error_class in STORE_UNREACHABLE:
-        app.register_error_handler(error_class, handle_store_unreachable)
+    for error_class in REDIS_UNREACHABLE:
+        app.register_error_handler(error_class, handle_redis_unreachable)
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception) -> Response:

@@ -18,9 +18,9 @@ from healthapp.json_provider import OrjsonProvider
 from healthapp.observability import register_observability
 from healthapp.problems import (
     PROBLEM_MEDIA_TYPE,
-    Problem,
     problem_response,
     register_errorhandlers,
+    store_unreachable,
 )
 
 #: A readiness check: raises when its store is unreachable.
@@ -247,11 +247,7 @@ def register_health(app: APIFlask, checks: Mapping[str, ReadinessCheck]) -> None
                 current_app.logger.warning("readiness check failed: %s", name)
                 failed.append(name)
         if failed:
-            raise Problem(
-                503,
-                "A backing store is unreachable: " + ", ".join(failed) + ".",
-                headers={"Retry-After": "5"},
-            )
+            raise store_unreachable("A backing store is unreachable: " + ", ".join(failed) + ".")
         return {"status": "ready", "checks": dict.fromkeys(checks, "ok")}
 
     healthz.allowed_roles = None  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from healthapp.extensions import make_engine
+from healthapp.database import make_engine
 from healthapp.migrate import alembic_config
 from tests.conftest import empty_database, truncate_all
 

@@ -15,8 +15,8 @@ from sqlalchemy import Engine, text
 
 from healthapp.checkups import service
 from healthapp.checkups.schemas import BulkParse, parse_bulk
+from healthapp.database import db
 from healthapp.domain.roles import Role
-from healthapp.extensions import db
 from healthapp.problems import Problem
 from tests.factories import ApiClient, checkup_item, checkup_session
 

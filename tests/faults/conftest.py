@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 
 from healthapp.app import create_app
 from healthapp.config import Testing
-from healthapp.extensions import make_engine, sqlalchemy_url
+from healthapp.database import make_engine, sqlalchemy_url
 from healthapp.migrate import upgrade
 from tests.conftest import _admin_conninfo
 from tests.factories import ApiClient

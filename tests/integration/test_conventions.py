@@ -16,8 +16,8 @@ from apiflask import APIFlask
 
 from healthapp import config
 from healthapp.app import create_app
+from healthapp.database import make_engine
 from healthapp.domain.roles import Role
-from healthapp.extensions import make_engine
 from tests import role_matrix
 from tests.assertions import assert_client_error, assert_problem
 from tests.factories import ApiClient

@@ -14,8 +14,9 @@ from flask_jwt_extended import create_access_token
 from sqlalchemy import text
 
 from healthapp import config
+from healthapp.database import make_engine
 from healthapp.embedded import start_postgres, start_redis
-from healthapp.extensions import make_engine, make_redis
+from healthapp.extensions import make_redis
 from healthapp.migrate import upgrade
 from healthapp.reports.app import create_app
 from healthapp.sync.service import run_incremental_sync

@@ -134,7 +134,7 @@ def test_an_unexpected_database_error_logs_no_value(
     # parameters: a 500 once logged the health data of the request that caused it.
     from sqlalchemy import text
 
-    from healthapp.extensions import db
+    from healthapp.database import db
     from tests.security.apps import build_apps
 
     core, _reports = build_apps(database_url=database_url, redis_url=redis_url, engine=engine)

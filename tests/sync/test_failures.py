@@ -31,7 +31,8 @@ from tests.sync.conftest import read_all
 KILLED_BETWEEN_WRITE_AND_DELETE = textwrap.dedent(
     """
     import os, signal, sys
-    from healthapp.extensions import make_engine, make_redis
+    from healthapp.database import make_engine
+    from healthapp.extensions import make_redis
     from healthapp.sync import service
 
     def killed(**_kwargs):

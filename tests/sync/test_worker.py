@@ -101,7 +101,8 @@ def test_the_tasks_skip_a_pass_while_postgresql_is_down(redis_url: str, monkeypa
 
     from healthapp.audit.context import Actor
     from healthapp.audit.stream import STREAM_KEY, publish_report_read
-    from healthapp.extensions import make_engine, make_redis
+    from healthapp.database import make_engine
+    from healthapp.extensions import make_redis
     from healthapp.sync import tasks
     from tests.processes import free_port
 

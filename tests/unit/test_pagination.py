@@ -10,6 +10,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+from healthapp.errors import InvalidCursor
 from healthapp.pagination import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -17,8 +18,9 @@ from healthapp.pagination import (
     decode_cursor,
     decode_time_id_cursor,
     encode_cursor,
+    encode_time_id_cursor,
 )
-from healthapp.problems import Problem
+from healthapp.problems import from_domain_error, problem_response
 
 
 def _cursor_of(value: object) -> str:
@@ -33,6 +35,7 @@ def test_cursor_round_trips() -> None:
 def test_time_id_cursor_round_trips() -> None:
     moment, row_id = datetime(2026, 1, 15, 9, 30, 0, 123456, tzinfo=UTC), uuid.uuid4()
     cursor = encode_cursor([moment.isoformat(), str(row_id)])
+    assert encode_time_id_cursor(moment, row_id) == cursor
     assert decode_time_id_cursor(cursor) == (moment, row_id)
 
 
@@ -62,11 +65,24 @@ TAMPERED = {
 
 @pytest.mark.parametrize("cursor", TAMPERED.values(), ids=TAMPERED.keys())
 def test_tampered_cursor_is_a_400_problem(cursor: str) -> None:
-    with pytest.raises(Problem) as caught:
+    with pytest.raises(InvalidCursor) as caught:
         decode_time_id_cursor(cursor)
-    problem = caught.value
+    problem = from_domain_error(caught.value)
     assert problem.status == 400
     assert problem.errors == [{"loc": ["query", "cursor"], "msg": "invalid cursor"}]
+
+
+def test_tampered_cursor_problem_document() -> None:
+    with pytest.raises(InvalidCursor) as caught:
+        decode_cursor("!!!", arity=1)
+    response = problem_response(from_domain_error(caught.value))
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+    assert response.get_data() == (
+        b'{"type":"https://myhealthapp.example/problems/400","title":"Malformed request",'
+        b'"status":400,"detail":"The cursor is not valid; start again without one.",'
+        b'"errors":[{"loc":["query","cursor"],"msg":"invalid cursor"}]}'
+    )
 
 
 def test_page_query_defaults_and_bounds() -> None:

@@ -24,7 +24,8 @@ from healthapp.accounts.schemas import (
 from healthapp.audit import service as audit
 from healthapp.auth.passwords import hash_password
 from healthapp.outbox.service import enqueue_users
-from healthapp.pagination import PageQuery, paginate_by_time
+from healthapp.pagination import PageQuery
+from healthapp.pagination_sql import paginate_by_time
 from healthapp.problems import Problem
 
 _UNIQUE_FIELDS = {

@@ -32,8 +32,8 @@ from healthapp.auth.access import (
     public,
     requires,
 )
+from healthapp.database import db
 from healthapp.domain.roles import Role
-from healthapp.extensions import db
 from healthapp.pagination import PageQuery
 from healthapp.problems import Problem, not_found
 from healthapp.request_parsing import json_body, query_args

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from healthapp.audit.context import Actor, current_actor
 from healthapp.audit.models import AuditEvent
 from healthapp.audit.schemas import AuditEventListQuery
-from healthapp.pagination import paginate_by_time
+from healthapp.pagination_sql import paginate_by_time
 
 #: The only keys ``details`` may carry: counts, ids, field names and change kinds. A health
 #: value, a password or a token has no key here, so it cannot be recorded by mistake.

@@ -28,7 +28,7 @@ import structlog
 
 from healthapp.audit.context import Actor
 from healthapp.extensions import run_command
-from healthapp.problems import Problem
+from healthapp.problems import store_unreachable
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -118,9 +118,7 @@ def _publish(
         # Redis refused the write (out of memory, say): a read that cannot be recorded is
         # not served, like any other store failure.
         _log.warning("audit stream refused a report read", error=type(error).__name__)
-        raise Problem(
-            503, "A backing store is unreachable; retry shortly.", headers={"Retry-After": "5"}
-        ) from None
+        raise store_unreachable() from None
 
 
 def rows_of_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ from apiflask import APIBlueprint
 from healthapp.audit import service
 from healthapp.audit.schemas import AuditEventListQuery, AuditEventPage, AuditEventRead
 from healthapp.auth.access import ADMIN_ONLY, requires
-from healthapp.extensions import db
+from healthapp.database import db
 from healthapp.request_parsing import query_args
 
 bp = APIBlueprint("audit", __name__, url_prefix="/api/v1/audit", tag="Audit")

@@ -8,7 +8,8 @@ from flask import current_app
 from healthapp.auth import service
 from healthapp.auth.access import ALL_ROLES, current_principal, public, requires, unauthorized
 from healthapp.auth.schemas import TokenCreate, TokenRead
-from healthapp.extensions import db, limiter, login_username_key
+from healthapp.database import db
+from healthapp.extensions import limiter, login_username_key
 from healthapp.request_parsing import json_body
 
 bp = APIBlueprint("auth", __name__, url_prefix="/api/v1/auth", tag="Authentication")

@@ -43,8 +43,8 @@ from healthapp.checkups.schemas import (
 )
 from healthapp.observability import bound_request_id
 from healthapp.outbox.service import enqueue_user_ids
-from healthapp.pagination import paginate_by_time
-from healthapp.problems import Problem
+from healthapp.pagination_sql import paginate_by_time
+from healthapp.problems import Problem, store_unreachable
 
 _STAGING_TABLE = """
 CREATE TEMPORARY TABLE checkup_staging (
@@ -375,9 +375,7 @@ def _store_errors() -> Iterator[None]:
     try:
         yield
     except psycopg.OperationalError:
-        raise Problem(
-            503, "A backing store is unreachable; retry shortly.", headers={"Retry-After": "5"}
-        ) from None
+        raise store_unreachable() from None
 
 
 def _conflicting_items(session: Session) -> list[int]:

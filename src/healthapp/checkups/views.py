@@ -28,7 +28,8 @@ from healthapp.checkups.schemas import (
     UploadQuery,
     parse_bulk,
 )
-from healthapp.extensions import db, limiter
+from healthapp.database import db
+from healthapp.extensions import limiter
 from healthapp.json_provider import dumps_bytes
 from healthapp.observability import UPLOAD_ITEMS
 from healthapp.problems import Problem, not_found, validation_problem

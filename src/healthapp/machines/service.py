@@ -13,7 +13,7 @@ from healthapp.checkups.models import Checkup
 from healthapp.machines.models import Machine
 from healthapp.machines.schemas import MachineCreate, MachineListQuery, MachineUpdate
 from healthapp.outbox.service import enqueue_machine_users
-from healthapp.pagination import paginate_by_time
+from healthapp.pagination_sql import paginate_by_time
 from healthapp.problems import Problem
 
 _SERIAL_TAKEN = Problem(

@@ -7,7 +7,7 @@ import uuid
 from apiflask import APIBlueprint
 
 from healthapp.auth.access import ADMIN_ONLY, ALL_ROLES, requires
-from healthapp.extensions import db
+from healthapp.database import db
 from healthapp.machines import service
 from healthapp.machines.models import Machine
 from healthapp.machines.schemas import (

@@ -7,7 +7,7 @@ import time
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool, text
 
-from healthapp.extensions import sqlalchemy_url
+from healthapp.database import sqlalchemy_url
 from healthapp.migrate import MIGRATION_LOCK_KEY
 from healthapp.models import metadata
 

@@ -34,7 +34,7 @@ from healthapp.audit.context import Actor
 from healthapp.audit.stream import publish_report_read
 from healthapp.auth.access import VERIFIED_TOKENS_EXTENSION, VerifiedTokens
 from healthapp.observability import HTTP_LATENCY, HTTP_REQUESTS, REQUEST_ID, REQUEST_ID_HEADER
-from healthapp.problems import Problem
+from healthapp.problems import REDIS_UNREACHABLE, Problem
 from healthapp.reports.store import ReportStore, entity_tag
 from healthapp.webapp import accepts_gzip, security_headers
 
@@ -47,7 +47,7 @@ _DECLINING_HEADERS = ("HTTP_ORIGIN", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_RANGE", 
 #: The environ key holding the store error this layer met, for the Flask app to answer.
 STORE_ERROR = "healthapp.store_error"
 #: Errors of an unreachable store, answered 503 by the Flask app's error handler.
-_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
+_UNREACHABLE = REDIS_UNREACHABLE
 
 
 class FirstPageServer:

@@ -12,8 +12,9 @@ from healthapp.audit.context import current_actor
 from healthapp.audit.stream import publish_report_list_read, publish_report_read
 from healthapp.auth.access import ALL_ROLES, STAFF, current_principal, requires
 from healthapp.domain.report_layout import report_body, to_micros
+from healthapp.errors import InvalidCursor
 from healthapp.json_provider import dumps_bytes
-from healthapp.pagination import bad_cursor, decode_cursor, encode_cursor
+from healthapp.pagination import decode_cursor, encode_cursor
 from healthapp.problems import not_found
 from healthapp.reports.schemas import ReportListQuery, ReportListRead, ReportQuery, ReportRead
 from healthapp.reports.store import (
@@ -68,7 +69,7 @@ def _report_position(cursor: str | None) -> tuple[int, str] | None:
         return None
     moment, checkup_id = decode_cursor(cursor, arity=2)
     if not isinstance(moment, int) or not isinstance(checkup_id, str):
-        raise bad_cursor()
+        raise InvalidCursor()
     return moment, checkup_id
 
 
@@ -142,7 +143,7 @@ def list_reports(query: ReportListQuery) -> Response:
     if query.cursor is not None:
         [after] = decode_cursor(query.cursor, arity=1)
         if not isinstance(after, str):
-            raise bad_cursor()
+            raise InvalidCursor()
     store = report_store()
     names, generation = store.list_usernames(after=after, limit=query.limit)
     more = len(names) > query.limit

@@ -12,8 +12,8 @@ from sqlalchemy import Engine
 
 from healthapp.audit.stream import drain_read_events as drain_stream
 from healthapp.config import load_settings
-from healthapp.extensions import make_engine, make_redis
-from healthapp.problems import STORE_UNREACHABLE
+from healthapp.database import STORE_UNREACHABLE, make_engine
+from healthapp.extensions import make_redis
 from healthapp.sync.service import run_incremental_sync
 
 _log = structlog.get_logger("healthapp.sync")
