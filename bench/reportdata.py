@@ -26,9 +26,9 @@ from pathlib import Path
 import psycopg
 from sqlalchemy.engine import make_url
 
-from healthapp.cli import worker_with_beat_command
 from healthapp.database import sqlalchemy_url
 from healthapp.migrate import upgrade
+from healthapp.supervisor import worker_with_beat_command
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 #: Shared by the servers the benchmarks start and the tokens they sign; never stored.

@@ -5,16 +5,20 @@ from __future__ import annotations
 from apiflask import APIFlask
 from sqlalchemy import Engine, text
 
-from healthapp import database
-from healthapp.config import Base
+from healthapp import bootstrap, database
+from healthapp.config import Base, load_settings
 from healthapp.database import db
 from healthapp.extensions import limiter, redis_options
 from healthapp.webapp import new_api, register_health
 
 
 def create_app(settings: Base | None = None, *, engine: Engine | None = None) -> APIFlask:
-    """Build the Core API from ``settings`` (default: from the environment)."""
+    """Build the Core API from ``settings`` (default: from the environment) on ``engine``
+    (default: the bootstrap's, from the settings)."""
+    settings = settings or load_settings()
     app = new_api(__name__, title="MyHealthApp Core API", api_name="core", settings=settings)
+    if engine is None:
+        engine = bootstrap.engine(settings, serves_requests=True)
     register_extensions(app, engine=engine)
     register_blueprints(app)
     database.register_errorhandlers(app)
@@ -22,10 +26,8 @@ def create_app(settings: Base | None = None, *, engine: Engine | None = None) ->
     return app
 
 
-def register_extensions(app: APIFlask, *, engine: Engine | None = None) -> None:
-    """Bind the database and the rate limiter to ``app``."""
-    if not app.config.get("DATABASE_URL") and engine is None:
-        raise RuntimeError("DATABASE_URL is not set; `healthapp run` starts an embedded server")
+def register_extensions(app: APIFlask, *, engine: Engine) -> None:
+    """Bind the database (on ``engine``) and the rate limiter to ``app``."""
     db.init_app(app, engine=engine)
     redis_url = app.config.get("REDIS_URL")
     app.config["RATELIMIT_STORAGE_URI"] = _limiter_storage(redis_url) if redis_url else "memory://"

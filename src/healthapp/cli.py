@@ -2,65 +2,55 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
-from contextlib import ExitStack, suppress
-from pathlib import Path
-from typing import Any
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from healthapp.config import ConfigurationError, load_settings
+from healthapp import bootstrap, supervisor
+from healthapp.config import Base, ConfigurationError, load_settings
+from healthapp.progress import ProgressBar
+
+if TYPE_CHECKING:
+    import redis
+    from sqlalchemy import Engine
 
 
-def _settings_or_exit():  # type: ignore[no-untyped-def]
+def _settings_or_exit() -> Base:
     try:
         return load_settings()
     except ConfigurationError as error:
         raise click.ClickException(str(error)) from None
 
 
-def _database_url(stack: ExitStack, settings) -> str:  # type: ignore[no-untyped-def]
-    """``DATABASE_URL``, or the embedded server's (started for as long as ``stack`` lives)."""
-    if settings.DATABASE_URL:
-        return str(settings.DATABASE_URL)
-    from healthapp.embedded import EmbeddedServerError, start_postgres
+def _database_url(stack: ExitStack, settings: Base) -> str:
+    """The URL of a database migrated to head: ``DATABASE_URL``'s, or the embedded server's
+    (started for as long as ``stack`` lives)."""
+    from healthapp.embedded import EmbeddedServerError
+    from healthapp.migrate import upgrade
 
-    click.echo("DATABASE_URL not set: starting embedded PostgreSQL under the instance folder")
     try:
-        server = start_postgres(Path(settings.INSTANCE_PATH))
+        url = supervisor.database_url(stack, settings)
     except EmbeddedServerError as error:
         raise click.ClickException(str(error)) from None
-    stack.callback(server.stop)
-    return server.url
+    upgrade(url)
+    return url
 
 
-def _redis_url(stack: ExitStack, settings, *, owner: bool) -> str:  # type: ignore[no-untyped-def]
-    """``REDIS_URL``, or the embedded server's under the instance folder.
-
-    The ``owner`` (``healthapp run``) shuts the embedded server down, saving its data, when
-    ``stack`` closes; other commands attach to it if it runs, and leave it running.
-    """
-    if settings.REDIS_URL:
-        return str(settings.REDIS_URL)
-    from healthapp.embedded import start_redis
-
-    click.echo("REDIS_URL not set: using embedded Redis under the instance folder")
-    server = start_redis(Path(settings.INSTANCE_PATH))
-    if owner:
-        stack.callback(_shutdown_saving, server.server)
-    return server.url
-
-
-def _shutdown_saving(server: Any) -> None:
-    import redis
-
-    # The server closes the connection as it exits.
-    with suppress(redis.RedisError):
-        server.shutdown(save=True)
+def _stores(stack: ExitStack, settings: Base) -> tuple[Engine, redis.Redis]:
+    """An engine on the migrated database and a Redis client, closed with ``stack``."""
+    settings = settings.model_copy(
+        update={
+            "DATABASE_URL": _database_url(stack, settings),
+            "REDIS_URL": supervisor.redis_url(stack, settings, owner=False),
+        }
+    )
+    engine = bootstrap.engine(settings)
+    stack.callback(engine.dispose)
+    client = bootstrap.redis_client(settings, timeout_seconds=60)
+    stack.callback(client.close)
+    return engine, client
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -78,92 +68,17 @@ def run(host: str, core_port: int, reports_port: int, workers: int) -> None:
     settings = _settings_or_exit()
     with ExitStack() as stack:
         database_url = _database_url(stack, settings)
-        from healthapp.migrate import upgrade
-
-        upgrade(database_url)
         click.echo("database schema is up to date")
-        redis_url = _redis_url(stack, settings, owner=True)
-        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
-        # Each API's workers add up their metrics in a folder of its own (as the Procfile).
-        metrics = Path(os.environ.get("METRICS_DIR") or Path(settings.INSTANCE_PATH, "metrics"))
-        processes = {
-            "core-api": (
-                _gunicorn("healthapp.app:create_app()", host, core_port, workers),
-                {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics / "core")},
-            ),
-            "reports-api": (
-                _gunicorn("healthapp.reports.app:create_app()", host, reports_port, workers),
-                {
-                    **env,
-                    "PROMETHEUS_MULTIPROC_DIR": str(metrics / "reports"),
-                    "GUNICORN_THREADS": os.environ.get("REPORTS_THREADS", "1"),
-                },
-            ),
-            "sync-worker": (worker_with_beat_command(settings.LOG_LEVEL), env),
-        }
-        _supervise(processes)
-
-
-def worker_with_beat_command(loglevel: str) -> list[str]:
-    """The Celery worker with beat inside it, one task at a time: the sync worker of
-    ``healthapp run`` (production runs beat as a process of its own: the Procfile)."""
-    return [
-        *(sys.executable, "-m", "celery", "-A", "healthapp.worker", "worker", "--beat"),
-        *("--scheduler", "healthapp.sync.beat.ResilientScheduler"),
-        *("--concurrency", "1", "--loglevel", loglevel),
-    ]
-
-
-def _gunicorn(app: str, host: str, port: int, workers: int) -> list[str]:
-    """gunicorn with the project's configuration (``healthapp.gunicorn_conf``)."""
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--config",
-        "python:healthapp.gunicorn_conf",
-        app,
-        "--bind",
-        f"{host}:{port}",
-        "--workers",
-        str(workers),
-    ]
-
-
-def _supervise(commands: dict[str, tuple[list[str], dict[str, str]]]) -> None:
-    """Run ``commands`` (each with its environment) until one exits or the user
-    interrupts; then stop them all."""
-    children = {
-        name: subprocess.Popen(command, env=env)  # noqa: S603
-        for name, (command, env) in commands.items()
-    }
-    for name, child in children.items():
-        click.echo(f"started {name} (pid {child.pid})")
-    stopping = False
-
-    def stop(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        while not stopping:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    click.echo(f"{name} exited with status {child.returncode}; stopping", err=True)
-                    stopping = True
-            time.sleep(0.5)
-    finally:
-        for child in children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children.values():
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        click.echo("stopped")
+        commands = supervisor.stack_commands(
+            settings,
+            database_url=database_url,
+            redis_url=supervisor.redis_url(stack, settings, owner=True),
+            host=host,
+            core_port=core_port,
+            reports_port=reports_port,
+            workers=workers,
+        )
+        supervisor.supervise(commands)
 
 
 @main.command("create-admin")
@@ -194,24 +109,18 @@ def create_admin(username: str, email: str | None, password_stdin: bool) -> None
         raise click.ClickException(f"invalid admin account: {fields}") from None
     settings = _settings_or_exit()
     with ExitStack() as stack:
-        database_url = _database_url(stack, settings)
-        from healthapp.migrate import upgrade
-
-        upgrade(database_url)
-        settings.DATABASE_URL = database_url
-        settings.STATEMENT_TIMEOUT_SECONDS = 0  # a deadline for requests, not for commands
         from healthapp.accounts import service
-        from healthapp.app import create_app
-        from healthapp.database import db
+        from healthapp.errors import DomainError
 
-        app = create_app(settings)
-        with app.app_context():
+        settings = settings.model_copy(update={"DATABASE_URL": _database_url(stack, settings)})
+        engine = bootstrap.engine(settings)
+        stack.callback(engine.dispose)
+        with bootstrap.session_factory(engine)() as session:
             try:
-                user = service.create(session=db.session, user_in=user_in)
-            except Problem as problem:
-                raise click.ClickException(problem.detail) from None
-            click.echo(f"created admin {user.username} ({user.id})")
-            db.engine.dispose()
+                user = service.create(session=session, user_in=user_in)
+            except (Problem, DomainError) as refusal:
+                raise click.ClickException(refusal.detail) from None
+        click.echo(f"created admin {user.username} ({user.id})")
 
 
 @main.command()
@@ -248,7 +157,7 @@ def _sync(mode: str | None, batch_size: int | None) -> None:
 
         engine, client = _stores(stack, settings)
         size = batch_size or settings.SYNC_BATCH_SIZE
-        progress = stack.enter_context(_ProgressBar(mode or "incremental"))
+        progress = stack.enter_context(ProgressBar(mode or "incremental"))
         if mode == "verify":
             result = service.verify(
                 engine=engine,
@@ -281,7 +190,7 @@ def _sync(mode: str | None, batch_size: int | None) -> None:
                 f"full rebuild into generation {stats.generation}: {stats.documents_written}"
                 f" reports, {stats.checkups_written} check-ups in {stats.duration_seconds:.2f} s"
             )
-            progress = stack.enter_context(_ProgressBar("incremental"))
+            progress = stack.enter_context(ProgressBar("incremental"))
         # After a rebuild, the changes made while it ran are still in the outbox.
         stats = service.run_incremental_sync(
             engine=engine,
@@ -300,50 +209,6 @@ def _sync(mode: str | None, batch_size: int | None) -> None:
             f" {stats.documents_removed} removed, {stats.entries_processed} outbox entries"
             f" in {stats.duration_seconds:.2f} s (lag {lag})"
         )
-
-
-class _ProgressBar:
-    """A click progress bar, shown only on a terminal and once the total is known."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.bar: Any = None
-
-    def __enter__(self) -> _ProgressBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.finish()
-
-    def start(self, total: int) -> None:
-        if total and sys.stdout.isatty():
-            self.bar = click.progressbar(length=total, label=self.label)
-            self.bar.__enter__()
-
-    def update(self, done: int) -> None:
-        if self.bar is not None:
-            self.bar.update(done)
-
-    def finish(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
-            self.bar = None
-
-
-def _stores(stack: ExitStack, settings: Any) -> tuple[Any, Any]:
-    """An engine on the migrated database and a Redis client, closed with ``stack``."""
-    from healthapp.database import make_engine
-    from healthapp.extensions import make_redis
-    from healthapp.migrate import upgrade
-
-    database_url = _database_url(stack, settings)
-    redis_url = _redis_url(stack, settings, owner=False)
-    upgrade(database_url)
-    engine = make_engine(database_url, timeout_seconds=settings.STORE_TIMEOUT_SECONDS)
-    stack.callback(engine.dispose)
-    client = make_redis(redis_url, timeout_seconds=60)
-    stack.callback(client.close)
-    return engine, client
 
 
 @main.group()
@@ -422,72 +287,46 @@ def seed_demo(
         password = secrets.token_urlsafe(12)
     settings = _settings_or_exit()
     with ExitStack() as stack:
-        database_url = _database_url(stack, settings)
-        redis_url = _redis_url(stack, settings, owner=False)
         from healthapp import demo
-        from healthapp.app import create_app
-        from healthapp.database import db
-        from healthapp.extensions import make_redis
-        from healthapp.migrate import upgrade
         from healthapp.sync import service as sync_service
 
-        upgrade(database_url)
-        settings.DATABASE_URL = database_url
-        settings.STATEMENT_TIMEOUT_SECONDS = 0  # a large demo's statements may run long
-        app = create_app(settings)
-        with app.app_context():
-            if _prefix_taken(db.session, prefix):
+        engine, client = _stores(stack, settings)
+        with bootstrap.session_factory(engine)() as session, ProgressBar("seeding") as bar:
+            try:
+                result = demo.seed(
+                    session=session,
+                    users=users,
+                    checkups_per_user=checkups_per_user,
+                    password=password,
+                    seed_value=seed_value,
+                    prefix=prefix,
+                    end=end.date() if end is not None else None,
+                    days=days,
+                    max_bulk_items=settings.MAX_BULK_ITEMS,
+                    on_total=bar.start,
+                    progress=bar.update,
+                )
+            except demo.PrefixTakenError:
                 raise click.ClickException(
                     f"demo users named {prefix}.* exist already; choose another --prefix"
-                )
-            progress = stack.enter_context(_ProgressBar("seeding"))
-            progress.start(users * checkups_per_user)
-            result = demo.seed(
-                session=db.session,
-                users=users,
-                checkups_per_user=checkups_per_user,
-                password=password,
-                seed_value=seed_value,
-                prefix=prefix,
-                end=end.date() if end is not None else None,
-                days=days,
-                max_bulk_items=int(settings.MAX_BULK_ITEMS),
-                progress=progress.update,
-            )
-            progress.finish()
-            engine = db.engine
-            click.echo(
-                f"seeded {result.users} patients, {result.machines} machines,"
-                f" {result.diseases} diseases, {result.checkups} check-ups"
-            )
-            client = make_redis(redis_url, timeout_seconds=60)
-            stack.callback(client.close)
-            progress = stack.enter_context(_ProgressBar("sync"))
+                ) from None
+        click.echo(
+            f"seeded {result.users} patients, {result.machines} machines,"
+            f" {result.diseases} diseases, {result.checkups} check-ups"
+        )
+        with ProgressBar("sync") as bar:
             stats = sync_service.run_incremental_sync(
                 engine=engine,
                 redis_client=client,
                 batch_size=settings.SYNC_BATCH_SIZE,
-                on_total=progress.start,
-                progress=progress.update,
+                on_total=bar.start,
+                progress=bar.update,
             )
-            progress.finish()
-            click.echo(f"synced {stats.documents_written} reports")
-            engine.dispose()
-        if result.usernames:
-            click.echo(f"patients: {result.usernames[0]} … {result.usernames[-1]}")
-        if not password_stdin:
-            click.echo(f"every demo patient's password (shown once): {password}")
-
-
-def _prefix_taken(session: Any, prefix: str) -> bool:
-    from sqlalchemy import text
-
-    pattern = prefix.replace("_", r"\_") + ".%"
-    found = session.execute(
-        text("SELECT 1 FROM users WHERE username LIKE :p LIMIT 1"), {"p": pattern}
-    ).first()
-    session.rollback()
-    return found is not None
+        click.echo(f"synced {stats.documents_written} reports")
+    if result.usernames:
+        click.echo(f"patients: {result.usernames[0]} … {result.usernames[-1]}")
+    if not password_stdin:
+        click.echo(f"every demo patient's password (shown once): {password}")
 
 
 @main.command()
@@ -495,9 +334,7 @@ def migrate() -> None:
     """Apply the database migrations (production runs this before starting the APIs)."""
     settings = _settings_or_exit()
     with ExitStack() as stack:
-        from healthapp.migrate import upgrade
-
-        upgrade(_database_url(stack, settings))
+        _database_url(stack, settings)
     click.echo("database schema is up to date")
 
 

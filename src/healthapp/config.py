@@ -1,4 +1,4 @@
-"""Settings per environment, chosen by ``HEALTHAPP_ENV``.
+"""Settings per environment, chosen by ``HEALTHAPP_ENV`` (``pydantic-settings``).
 
 Every setting is read from the environment; secrets may also come from a JSON file whose
 path is ``HEALTHAPP_SECRETS_FILE`` (kept outside the repository). The README's settings
@@ -12,95 +12,42 @@ import os
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 #: Settings that are secrets: never logged, never defaulted in production.
 SECRET_KEYS = ("SECRET_KEY", "JWT_SECRET_KEY")
 #: The settings naming the stores; production requires those its process uses.
 STORES = ("DATABASE_URL", "REDIS_URL")
-#: Settings holding a rate limit such as ``5/minute`` (several separated by ``;``).
-RATE_LIMIT_KEYS = (
-    "LOGIN_RATE_LIMIT_PER_USER",
-    "LOGIN_RATE_LIMIT_PER_ADDRESS",
-    "UPLOAD_RATE_LIMIT_PER_ADDRESS",
-)
+#: What the secrets file may supply; anything else in it is ignored.
+FROM_SECRETS_FILE = (*SECRET_KEYS, *STORES)
 _DEVELOPMENT_SECRET = "development-only-not-a-secret-do-not-deploy"  # noqa: S105
+#: What a value of each type must look like, for the message refusing it.
+_EXPECTED = {"int_parsing": "an integer", "bool_parsing": "a boolean (1 or 0)"}
 
 
 class ConfigurationError(RuntimeError):
     """A setting is missing or unusable; the message names the setting, never its value."""
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ConfigurationError(f"{name} must be an integer") from exc
+class SecretsFile(PydanticBaseSettingsSource):
+    """The secrets and server URLs in the JSON file ``HEALTHAPP_SECRETS_FILE`` names."""
 
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the file once, for every field
 
-def _env_list(name: str, default: str) -> list[str]:
-    raw = os.environ.get(name, default)
-    return [item.strip() for item in raw.split(",") if item.strip()]
-
-
-def _require_rate_limit(name: str, value: str) -> None:
-    """Refuse a rate limit that does not parse: Flask-Limiter would silently not limit."""
-    from limits import parse_many
-
-    try:
-        parsed = parse_many(value)
-    except ValueError as exc:
-        raise ConfigurationError(f"{name} must be a rate limit such as 5/minute") from exc
-    if any(item.amount < 1 for item in parsed):
-        raise ConfigurationError(f"{name} must allow at least one request per period")
-
-
-class Base:
-    """Settings shared by every environment."""
-
-    NAME: ClassVar[str] = "base"
-    TESTING = False
-    DEBUG = False
-
-    def __init__(self) -> None:
-        env = os.environ
-        self.INSTANCE_PATH = env.get("HEALTHAPP_INSTANCE_PATH", str(Path.cwd() / "instance"))
-        self.DATABASE_URL = env.get("DATABASE_URL") or None
-        self.REDIS_URL = env.get("REDIS_URL") or None
-        self.SECRET_KEY = env.get("SECRET_KEY") or None
-        self.JWT_SECRET_KEY = env.get("JWT_SECRET_KEY") or None
-        self.JWT_ACCESS_TOKEN_EXPIRES = timedelta(
-            seconds=_env_int("JWT_ACCESS_TOKEN_EXPIRES_SECONDS", 900)
-        )
-        self.JWT_REFRESH_TOKEN_EXPIRES = timedelta(
-            seconds=_env_int("JWT_REFRESH_TOKEN_EXPIRES_SECONDS", 30 * 24 * 3600)
-        )
-        self.MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 16 * 1024 * 1024)
-        self.MAX_BULK_ITEMS = _env_int("MAX_BULK_ITEMS", 10_000)
-        self.LOGIN_RATE_LIMIT_PER_USER = env.get("LOGIN_RATE_LIMIT_PER_USER", "5/minute")
-        self.LOGIN_RATE_LIMIT_PER_ADDRESS = env.get("LOGIN_RATE_LIMIT_PER_ADDRESS", "60/minute")
-        self.UPLOAD_RATE_LIMIT_PER_ADDRESS = env.get("UPLOAD_RATE_LIMIT_PER_ADDRESS", "120/minute")
-        self.RATELIMIT_ENABLED = env.get("RATELIMIT_ENABLED", "1") not in ("0", "false", "no")
-        self.CORS_ORIGINS = _env_list("CORS_ORIGINS", "")
-        self.SYNC_INTERVAL_SECONDS = _env_int("SYNC_INTERVAL_SECONDS", 30)
-        self.SYNC_BATCH_SIZE = _env_int("SYNC_BATCH_SIZE", 500)
-        self.AUDIT_STREAM_MAXLEN = _env_int("AUDIT_STREAM_MAXLEN", 1_000_000)
-        self.DATABASE_POOL_SIZE = _env_int("DATABASE_POOL_SIZE", 5)
-        self.STORE_TIMEOUT_SECONDS = _env_int("STORE_TIMEOUT_SECONDS", 3)
-        self.STATEMENT_TIMEOUT_SECONDS = _env_int("STATEMENT_TIMEOUT_SECONDS", 20)
-        self.LOG_LEVEL = env.get("LOG_LEVEL", "INFO")
-        self.LOG_JSON = env.get("LOG_JSON", "0") in ("1", "true", "yes")
-        for key in RATE_LIMIT_KEYS:
-            _require_rate_limit(key, getattr(self, key))
-        self._load_secrets_file(env.get("HEALTHAPP_SECRETS_FILE"))
-
-    def _load_secrets_file(self, path: str | None) -> None:
-        """Fill settings the environment left unset from the secrets file, if one is named."""
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("HEALTHAPP_SECRETS_FILE")
         if not path:
-            return
+            return {}
         try:
             secrets = json.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
@@ -113,58 +60,157 @@ class Base:
             ) from exc
         if not isinstance(secrets, dict):
             raise ConfigurationError("HEALTHAPP_SECRETS_FILE is not a readable JSON object")
-        for key in (*SECRET_KEYS, "DATABASE_URL", "REDIS_URL"):
-            if getattr(self, key, None) is None and secrets.get(key):
-                setattr(self, key, str(secrets[key]))
+        return {key: str(secrets[key]) for key in FROM_SECRETS_FILE if secrets.get(key)}
+
+
+def _refusal(error: ValidationError) -> ConfigurationError:
+    """The settings a validation refused, by their variable names; the values stay out."""
+    reasons = []
+    for detail in error.errors(include_input=False, include_url=False):
+        name = ".".join(str(part) for part in detail["loc"])
+        if detail["type"] == "value_error":
+            reasons.append(f"{name} {detail['ctx']['error']}")
+        else:
+            reasons.append(f"{name} must be {_EXPECTED.get(detail['type'], 'a valid value')}")
+    return ConfigurationError("; ".join(reasons))
+
+
+class Base(BaseSettings):
+    """Settings shared by every environment."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True,
+        env_ignore_empty=True,  # an empty variable is an unset one
+        extra="ignore",
+        validate_assignment=True,  # a test's ``settings.X = ...`` is checked as the environment is
+    )
+
+    NAME: ClassVar[str] = "base"
+    TESTING: ClassVar[bool] = False
+    DEBUG: ClassVar[bool] = False
+
+    INSTANCE_PATH: str = Field(
+        default_factory=lambda: str(Path.cwd() / "instance"),
+        validation_alias="HEALTHAPP_INSTANCE_PATH",
+    )
+    # Not secrets themselves, but they may carry a password: kept out of the repr.
+    DATABASE_URL: str | None = Field(None, repr=False)
+    REDIS_URL: str | None = Field(None, repr=False)
+    SECRET_KEY: SecretStr | None = None
+    JWT_SECRET_KEY: SecretStr | None = None
+    JWT_ACCESS_TOKEN_EXPIRES: timedelta = Field(
+        timedelta(seconds=900), validation_alias="JWT_ACCESS_TOKEN_EXPIRES_SECONDS"
+    )
+    JWT_REFRESH_TOKEN_EXPIRES: timedelta = Field(
+        timedelta(days=30), validation_alias="JWT_REFRESH_TOKEN_EXPIRES_SECONDS"
+    )
+    MAX_CONTENT_LENGTH: int = 16 * 1024 * 1024
+    MAX_BULK_ITEMS: int = 10_000
+    LOGIN_RATE_LIMIT_PER_USER: str = "5/minute"
+    LOGIN_RATE_LIMIT_PER_ADDRESS: str = "60/minute"
+    UPLOAD_RATE_LIMIT_PER_ADDRESS: str = "120/minute"
+    RATELIMIT_ENABLED: bool = True
+    CORS_ORIGINS: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    SYNC_INTERVAL_SECONDS: int = 30
+    SYNC_BATCH_SIZE: int = 500
+    AUDIT_STREAM_MAXLEN: int = 1_000_000
+    DATABASE_POOL_SIZE: int = 5
+    STORE_TIMEOUT_SECONDS: int = 3
+    STATEMENT_TIMEOUT_SECONDS: int = 20
+    LOG_LEVEL: str = "INFO"
+    LOG_JSON: bool = False
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise _refusal(error) from None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then the secrets file: the environment wins."""
+        return init_settings, env_settings, SecretsFile(settings_cls)
+
+    @field_validator("JWT_ACCESS_TOKEN_EXPIRES", "JWT_REFRESH_TOKEN_EXPIRES", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError("must be an integer") from None
+
+    @field_validator("CORS_ORIGINS", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator(
+        "LOGIN_RATE_LIMIT_PER_USER", "LOGIN_RATE_LIMIT_PER_ADDRESS", "UPLOAD_RATE_LIMIT_PER_ADDRESS"
+    )
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        """Refuse a rate limit that does not parse: Flask-Limiter would silently not limit."""
+        from limits import parse_many
+
+        try:
+            parsed = parse_many(value)
+        except ValueError:
+            raise ValueError("must be a rate limit such as 5/minute") from None
+        if any(item.amount < 1 for item in parsed):
+            raise ValueError("must allow at least one request per period")
+        return value
 
     def as_flask_config(self) -> dict[str, Any]:
-        """The settings as a mapping for ``app.config``."""
-        names = {n for n in dir(self) if n.isupper()}
-        return {name: getattr(self, name) for name in names}
-
-    def validate(self, *, stores: Sequence[str] = STORES) -> None:
-        """Refuse settings this environment cannot run with (``stores``: the URLs this
-        process needs)."""
+        """The settings as a mapping for ``app.config``, secrets unwrapped."""
+        config: dict[str, Any] = {"NAME": self.NAME, "TESTING": self.TESTING, "DEBUG": self.DEBUG}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            config[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return config
 
 
 class Development(Base):
     """A laptop: embedded servers when no URL is set, a fixed non-secret key."""
 
-    NAME = "development"
-    DEBUG = False
+    NAME: ClassVar[str] = "development"
 
-    def __init__(self) -> None:
-        super().__init__()
-        for key in SECRET_KEYS:
-            if getattr(self, key) is None:
-                setattr(self, key, _DEVELOPMENT_SECRET)
+    SECRET_KEY: SecretStr | None = SecretStr(_DEVELOPMENT_SECRET)
+    JWT_SECRET_KEY: SecretStr | None = SecretStr(_DEVELOPMENT_SECRET)
 
 
 class Testing(Development):
     """The test suite: fast password hashing, no rate limits unless a test turns them on."""
 
-    NAME = "testing"
-    TESTING = True
+    NAME: ClassVar[str] = "testing"
+    TESTING: ClassVar[bool] = True
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.RATELIMIT_ENABLED = os.environ.get("RATELIMIT_ENABLED", "0") in ("1", "true")
-        self.PASSWORD_HASH_FAST = True
+    RATELIMIT_ENABLED: bool = False
+    PASSWORD_HASH_FAST: bool = True
 
 
 class Production(Base):
     """A real deployment: every secret and every server must be configured explicitly."""
 
-    NAME = "production"
-    LOG_JSON = True
+    NAME: ClassVar[str] = "production"
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.LOG_JSON = True
+    LOG_JSON: bool = True
 
-    def validate(self, *, stores: Sequence[str] = STORES) -> None:
+    def require(self, *, stores: Sequence[str] = STORES) -> None:
+        """Refuse to run without every secret and the stores (``stores``) this process uses."""
         for key in SECRET_KEYS:
-            value = getattr(self, key)
+            secret: SecretStr | None = getattr(self, key)
+            value = secret.get_secret_value() if secret is not None else ""
             if not value or value == _DEVELOPMENT_SECRET:
                 raise ConfigurationError(f"{key} must be set to a secret value in production")
             if len(value) < 32:
@@ -178,13 +224,15 @@ ENVIRONMENTS: dict[str, type[Base]] = {cls.NAME: cls for cls in (Development, Te
 
 
 def load_settings(name: str | None = None, *, stores: Sequence[str] = STORES) -> Base:
-    """Build and validate the settings for ``name`` (default: ``HEALTHAPP_ENV``) for a
-    process that uses ``stores`` (the Reports API: Redis only)."""
+    """The settings for ``name`` (default: ``HEALTHAPP_ENV``) for a process that uses
+    ``stores`` (the Reports API: Redis only); production refuses what it cannot run with."""
     name = (name or os.environ.get("HEALTHAPP_ENV") or "development").lower()
     try:
-        settings = ENVIRONMENTS[name]()
+        environment = ENVIRONMENTS[name]
     except KeyError as exc:
         choices = ", ".join(sorted(ENVIRONMENTS))
         raise ConfigurationError(f"HEALTHAPP_ENV must be one of: {choices}") from exc
-    settings.validate(stores=stores)
+    settings = environment()
+    if isinstance(settings, Production):
+        settings.require(stores=stores)
     return settings

@@ -70,22 +70,20 @@ def make_engine(
     )
 
 
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions on ``engine`` whose objects stay readable after the commit."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
 class Database:
     """One engine per app and one session per app context, removed at teardown."""
 
     def __init__(self) -> None:
         self._sessionmakers: dict[int, sessionmaker[Session]] = {}
 
-    def init_app(self, app: Flask, engine: Engine | None = None) -> None:
-        if engine is None:
-            engine = make_engine(
-                app.config["DATABASE_URL"],
-                pool_size=app.config["DATABASE_POOL_SIZE"],
-                timeout_seconds=app.config["STORE_TIMEOUT_SECONDS"],
-                statement_timeout_seconds=app.config["STATEMENT_TIMEOUT_SECONDS"],
-            )
+    def init_app(self, app: Flask, *, engine: Engine) -> None:
         app.extensions["healthapp.db"] = engine
-        self._sessionmakers[id(app)] = sessionmaker(engine, expire_on_commit=False)
+        self._sessionmakers[id(app)] = make_session_factory(engine)
         app.teardown_appcontext(self._remove_session)
 
     @property

@@ -19,8 +19,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import orjson
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from healthapp.accounts.models import User
 from healthapp.domain.checkup_types import REGISTRY
 
 _ONSETS = ("ka", "lo", "mi", "re", "sa", "vo", "ne", "ta", "bri", "dru", "fe", "qui", "zel")
@@ -268,6 +270,18 @@ def checkup_history(
     return items
 
 
+class PrefixTakenError(Exception):
+    """Demo users with this prefix exist already: a second set needs another prefix."""
+
+
+def prefix_taken(*, session: Session, prefix: str) -> bool:
+    """Whether a username starts with ``prefix`` and a dot, as demo usernames do."""
+    pattern = prefix.replace("_", r"\_") + ".%"
+    found = session.scalar(select(User.id).where(User.username.like(pattern, escape="\\")).limit(1))
+    session.rollback()  # end the read's transaction before the services open theirs
+    return found is not None
+
+
 @dataclass
 class SeedResult:
     users: int = 0
@@ -288,11 +302,14 @@ def seed(
     end: date | None = None,
     days: int = 365,
     max_bulk_items: int = 10_000,
+    on_total: Callable[[int], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> SeedResult:
     """Create the demo people and their histories through the Core API's services.
 
-    ``progress`` is called with the number of check-ups just stored.
+    Raises :class:`PrefixTakenError` when demo users with ``prefix`` exist already.
+    ``on_total`` is called with the number of check-ups to store, ``progress`` with the
+    number just stored.
     """
     from healthapp.accounts import service as accounts
     from healthapp.accounts.schemas import DiseaseCreate, ProfileCreate, UserCreate
@@ -303,6 +320,10 @@ def seed(
     from healthapp.machines.schemas import MachineCreate
     from healthapp.problems import Problem
 
+    if prefix_taken(session=session, prefix=prefix):
+        raise PrefixTakenError(prefix)
+    if on_total is not None:
+        on_total(users * checkups_per_user)
     rng = random.Random(seed_value)  # noqa: S311 (reproducible demo data, not secrets)
     end_day = end or datetime.now(UTC).date()
     # Readings end at the start of ``end_day``: never in the future, whatever the hour.

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from healthapp.cli import worker_with_beat_command
 from healthapp.database import make_engine
 from healthapp.extensions import make_redis
+from healthapp.supervisor import worker_with_beat_command
 from healthapp.sync.service import verify
 from tests.faults.conftest import command_env, healthapp_command, outbox_size, seed_patients
 from tests.faults.servers import OwnedRedis, wait_until

@@ -12,10 +12,10 @@ import pytest
 
 from healthapp.audit.context import Actor
 from healthapp.audit.stream import publish_report_read
-from healthapp.cli import worker_with_beat_command
 from healthapp.embedded import start_redis
 from healthapp.extensions import make_redis
 from healthapp.reports.store import ReportStore
+from healthapp.supervisor import worker_with_beat_command
 from healthapp.sync.celery_app import broker_urls
 from tests.factories import audit_events, insert_checkups
 from tests.sync.conftest import read_all

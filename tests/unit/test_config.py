@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from healthapp import config
 from healthapp.config import ConfigurationError, load_settings
@@ -24,6 +25,8 @@ ALL_SETTINGS = (
     "UPLOAD_RATE_LIMIT_PER_ADDRESS",
     "JWT_ACCESS_TOKEN_EXPIRES_SECONDS",
     "MAX_CONTENT_LENGTH",
+    "CORS_ORIGINS",
+    "LOG_JSON",
 )
 
 # Made-up values, long enough for production, never used anywhere real.
@@ -55,6 +58,10 @@ def _refusal(name: str = "production") -> str:
     with pytest.raises(ConfigurationError) as caught:
         load_settings(name)
     return str(caught.value)
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
 
 
 def _assert_no_value_disclosed(message: str) -> None:
@@ -100,8 +107,8 @@ def test_production_starts_with_every_secret_and_server(monkeypatch: pytest.Monk
     _set(monkeypatch, PRODUCTION_ENV)
     settings = load_settings("production")
     assert isinstance(settings, config.Production)
-    assert settings.SECRET_KEY == SECRET
-    assert settings.JWT_SECRET_KEY == JWT_SECRET
+    assert _secret(settings.SECRET_KEY) == SECRET
+    assert _secret(settings.JWT_SECRET_KEY) == JWT_SECRET
     assert settings.DATABASE_URL == DATABASE_URL
     assert settings.REDIS_URL == REDIS_URL
     assert settings.LOG_JSON is True
@@ -151,7 +158,7 @@ def test_production_treats_an_empty_setting_as_missing(
 def test_production_refuses_the_development_secret(
     monkeypatch: pytest.MonkeyPatch, key: str
 ) -> None:
-    development_secret = config.Development().SECRET_KEY
+    development_secret = _secret(config.Development().SECRET_KEY)
     assert development_secret
     _set(monkeypatch, {**PRODUCTION_ENV, key: development_secret})
     message = _refusal()
@@ -184,7 +191,7 @@ def test_development_fills_secrets_but_keeps_given_ones(monkeypatch: pytest.Monk
     assert settings.SECRET_KEY
     assert settings.JWT_SECRET_KEY
     monkeypatch.setenv("SECRET_KEY", SECRET)
-    assert load_settings("development").SECRET_KEY == SECRET
+    assert _secret(load_settings("development").SECRET_KEY) == SECRET
 
 
 # The secrets file ----------------------------------------------------------------------
@@ -202,8 +209,8 @@ def test_secrets_file_fills_production_settings(
     path = _secrets_file(tmp_path, PRODUCTION_ENV)
     monkeypatch.setenv("HEALTHAPP_SECRETS_FILE", str(path))
     settings = load_settings("production")
-    assert settings.SECRET_KEY == SECRET
-    assert settings.JWT_SECRET_KEY == JWT_SECRET
+    assert _secret(settings.SECRET_KEY) == SECRET
+    assert _secret(settings.JWT_SECRET_KEY) == JWT_SECRET
     assert settings.DATABASE_URL == DATABASE_URL
     assert settings.REDIS_URL == REDIS_URL
 
@@ -215,7 +222,7 @@ def test_environment_wins_over_secrets_file(
     path = _secrets_file(tmp_path, PRODUCTION_ENV)
     monkeypatch.setenv("HEALTHAPP_SECRETS_FILE", str(path))
     monkeypatch.setenv("SECRET_KEY", from_env)
-    chosen = load_settings("production").SECRET_KEY
+    chosen = _secret(load_settings("production").SECRET_KEY)
     assert chosen == from_env
 
 
@@ -315,3 +322,38 @@ def test_flask_config_carries_every_setting(monkeypatch: pytest.MonkeyPatch) -> 
     for key in ("SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL", "MAX_CONTENT_LENGTH", "TESTING"):
         assert key in mapping
     assert all(name.isupper() for name in mapping)
+
+
+def test_secrets_are_kept_out_of_the_repr_and_unwrapped_for_flask(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _set(monkeypatch, PRODUCTION_ENV)
+    settings = load_settings("production")
+    _assert_no_value_disclosed(repr(settings))
+    mapping = settings.as_flask_config()
+    assert mapping["SECRET_KEY"] == SECRET
+    assert mapping["JWT_SECRET_KEY"] == JWT_SECRET
+    assert mapping["NAME"] == "production"
+    assert mapping["TESTING"] is False
+
+
+def test_cors_origins_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings("development").CORS_ORIGINS == []
+    monkeypatch.setenv("CORS_ORIGINS", "https://a.example, https://b.example,")
+    assert load_settings("development").CORS_ORIGINS == ["https://a.example", "https://b.example"]
+
+
+def test_a_setting_assigned_in_code_is_checked_as_the_environment_is() -> None:
+    settings = config.Testing(DATABASE_URL=DATABASE_URL)
+    assert settings.DATABASE_URL == DATABASE_URL
+    settings.STORE_TIMEOUT_SECONDS = 1
+    assert settings.STORE_TIMEOUT_SECONDS == 1
+    with pytest.raises(ValueError, match="LOGIN_RATE_LIMIT_PER_USER"):
+        settings.LOGIN_RATE_LIMIT_PER_USER = "lots"
+
+
+def test_an_unparsable_boolean_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_JSON", "perhaps")
+    message = _refusal("development")
+    assert "LOG_JSON" in message
+    assert "perhaps" not in message

@@ -7,9 +7,9 @@ from apiflask import APIFlask
 from flask import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from healthapp import bootstrap
 from healthapp.config import Base, load_settings
 from healthapp.domain.sync_stats import render_prometheus
-from healthapp.extensions import make_redis
 from healthapp.observability import EXTRA_METRICS
 from healthapp.reports.first_page import FirstPageServer
 from healthapp.reports.store import ReportStore
@@ -19,9 +19,12 @@ from healthapp.webapp import new_api, register_health
 def create_app(
     settings: Base | None = None, *, redis_client: redis.Redis | None = None
 ) -> APIFlask:
-    """Build the Reports API from ``settings`` (default: from the environment)."""
+    """Build the Reports API from ``settings`` (default: from the environment) on
+    ``redis_client`` (default: the bootstrap's, from the settings)."""
     settings = settings or load_settings(stores=("REDIS_URL",))  # it never opens PostgreSQL
     app = new_api(__name__, title="MyHealthApp Reports API", api_name="reports", settings=settings)
+    if redis_client is None:
+        redis_client = bootstrap.redis_client(settings)
     store = register_extensions(app, redis_client=redis_client)
     register_blueprints(app)
     register_health(app, {"redis": store.ping})
@@ -30,13 +33,8 @@ def create_app(
     return app
 
 
-def register_extensions(app: APIFlask, *, redis_client: redis.Redis | None = None) -> ReportStore:
-    """Bind the report store (a Redis client with short timeouts) to ``app``."""
-    if redis_client is None:
-        url = app.config.get("REDIS_URL")
-        if not url:
-            raise RuntimeError("REDIS_URL is not set; `healthapp run` starts an embedded server")
-        redis_client = make_redis(url, timeout_seconds=app.config["STORE_TIMEOUT_SECONDS"])
+def register_extensions(app: APIFlask, *, redis_client: redis.Redis) -> ReportStore:
+    """Bind the report store (on ``redis_client``) to ``app``."""
     store = ReportStore(redis_client)
     app.extensions["healthapp.report_store"] = store
     return store

@@ -16,6 +16,7 @@ from celery.signals import setup_logging
 
 from healthapp.config import Base, ConfigurationError, load_settings
 
+#: The tasks' names, as ``healthapp.sync.tasks`` registers them and beat sends them.
 SYNC_TASK = "healthapp.sync.run_incremental"
 AUDIT_DRAIN_TASK = "healthapp.audit.drain_read_events"
 

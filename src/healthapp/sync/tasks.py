@@ -10,10 +10,11 @@ import structlog
 from celery import shared_task
 from sqlalchemy import Engine
 
+from healthapp import bootstrap
 from healthapp.audit.stream import drain_read_events as drain_stream
 from healthapp.config import load_settings
-from healthapp.database import STORE_UNREACHABLE, make_engine
-from healthapp.extensions import make_redis
+from healthapp.database import STORE_UNREACHABLE
+from healthapp.sync.celery_app import AUDIT_DRAIN_TASK, SYNC_TASK
 from healthapp.sync.service import run_incremental_sync
 
 _log = structlog.get_logger("healthapp.sync")
@@ -25,17 +26,13 @@ def _connections_of_this_process() -> tuple[Engine, redis.Redis, int]:
     pid = os.getpid()
     if pid not in _connections:
         settings = load_settings()
-        if not settings.DATABASE_URL or not settings.REDIS_URL:
-            raise RuntimeError("DATABASE_URL and REDIS_URL must be set for the sync worker")
-        engine = make_engine(
-            settings.DATABASE_URL, pool_size=2, timeout_seconds=settings.STORE_TIMEOUT_SECONDS
-        )
-        client = make_redis(settings.REDIS_URL, timeout_seconds=30)
+        engine = bootstrap.engine(settings, pool_size=2)
+        client = bootstrap.redis_client(settings, timeout_seconds=30)
         _connections[pid] = (engine, client, settings.SYNC_BATCH_SIZE)
     return _connections[pid]
 
 
-@shared_task(name="healthapp.sync.run_incremental", ignore_result=True)
+@shared_task(name=SYNC_TASK, ignore_result=True)
 def run_incremental() -> dict[str, Any]:
     """One incremental pass over the report outbox."""
     engine, client, batch_size = _connections_of_this_process()
@@ -53,7 +50,7 @@ def run_incremental() -> dict[str, Any]:
     }
 
 
-@shared_task(name="healthapp.audit.drain_read_events", ignore_result=True)
+@shared_task(name=AUDIT_DRAIN_TASK, ignore_result=True)
 def drain_read_events() -> dict[str, Any]:
     """Move report reads from the audit stream into ``audit_events``."""
     engine, client, _batch_size = _connections_of_this_process()
