@@ -50,7 +50,8 @@ def create_baseline_app() -> Any:
     from flask import Response
 
     from healthapp.auth.access import ALL_ROLES, current_principal, requires
-    from healthapp.domain.report_layout import R_ID, R_TAKEN_AT, decode_chunk, report_body
+    from healthapp.domain.report_codec import R_ID, R_TAKEN_AT, decode_chunk
+    from healthapp.domain.report_render import report_body
     from healthapp.extensions import make_engine
     from healthapp.json_provider import dumps_bytes
     from healthapp.pagination import encode_cursor

@@ -91,7 +91,7 @@ def bench_redis_url(url: str) -> str:
 
 def memory_per_checkup(client: Any) -> tuple[int, int, float]:
     """``(bytes, check-ups, bytes per check-up)`` of the current generation's reports."""
-    from healthapp.domain.report_layout import generation_prefix
+    from healthapp.domain.report_keys import generation_prefix
     from healthapp.sync.service import current_generation
 
     generation = current_generation(redis_client=client)

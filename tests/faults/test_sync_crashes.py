@@ -15,7 +15,7 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
-from healthapp.domain.report_layout import CURRENT_GENERATION_KEY, users_index_key
+from healthapp.domain.report_keys import CURRENT_GENERATION_KEY, users_index_key
 from healthapp.extensions import make_engine, make_redis
 from healthapp.sync.service import full_rebuild, run_incremental_sync
 from tests.faults.conftest import (

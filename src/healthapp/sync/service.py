@@ -33,20 +33,19 @@ import redis
 import structlog
 from sqlalchemy import Connection, Engine, text
 
-from healthapp.domain.report_layout import (
+from healthapp.domain.report_codec import ReportDocument, format_timestamp
+from healthapp.domain.report_keys import (
     CURRENT_GENERATION_KEY,
     GENERATION_SEQUENCE_KEY,
     HASH_FIELD,
     SYNC_STATS_KEY,
-    ReportDocument,
-    assemble_document,
-    format_timestamp,
     generation_prefix,
     staging_key,
     user_key,
     usernames_of,
     users_index_key,
 )
+from healthapp.domain.report_render import assemble_document
 from healthapp.domain.sync_stats import histogram_increments
 
 log = structlog.get_logger("healthapp.sync")
