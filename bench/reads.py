@@ -56,7 +56,7 @@ def create_baseline_app() -> Any:
     from healthapp.json_provider import dumps_bytes
     from healthapp.pagination import encode_cursor
     from healthapp.problems import not_found
-    from healthapp.sync.service import build_reports
+    from healthapp.sync.sources import build_reports
     from healthapp.webapp import new_api, register_health
 
     app = new_api(__name__, title="Reports from PostgreSQL (baseline)", api_name="baseline")
@@ -135,7 +135,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from healthapp.extensions import make_engine, make_redis
-    from healthapp.sync.service import full_rebuild
+    from healthapp.sync.passes import full_rebuild
 
     with (
         reportdata.temporary_folder() as folder,

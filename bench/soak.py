@@ -1123,7 +1123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from healthapp.embedded import start_redis
     from healthapp.extensions import make_engine, make_redis
-    from healthapp.sync.service import full_rebuild
+    from healthapp.sync.passes import full_rebuild
 
     seconds = args.minutes * 60
     setup_began = time.monotonic()

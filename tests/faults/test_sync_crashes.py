@@ -17,7 +17,7 @@ from sqlalchemy import Engine, text
 
 from healthapp.domain.report_keys import CURRENT_GENERATION_KEY, users_index_key
 from healthapp.extensions import make_engine, make_redis
-from healthapp.sync.service import full_rebuild, run_incremental_sync
+from healthapp.sync.passes import full_rebuild, run_incremental_sync
 from tests.faults.conftest import (
     COMMAND_TIMEOUT_SECONDS,
     command_env,

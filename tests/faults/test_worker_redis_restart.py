@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from healthapp.cli import worker_with_beat_command
 from healthapp.extensions import make_engine, make_redis
-from healthapp.sync.service import verify
+from healthapp.sync.verify import verify
 from tests.faults.conftest import command_env, healthapp_command, outbox_size, seed_patients
 from tests.faults.servers import OwnedRedis, wait_until
 from tests.processes import stop
