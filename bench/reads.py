@@ -51,11 +51,12 @@ def create_baseline_app() -> Any:
 
     from healthapp.auth.access import ALL_ROLES, current_principal, requires
     from healthapp.database import make_engine, register_errorhandlers
-    from healthapp.domain.report_layout import R_ID, R_TAKEN_AT, decode_chunk, report_body
+    from healthapp.domain.report_codec import R_ID, R_TAKEN_AT, decode_chunk
+    from healthapp.domain.report_render import report_body
     from healthapp.json_provider import dumps_bytes
     from healthapp.pagination import encode_cursor
     from healthapp.problems import not_found
-    from healthapp.sync.service import build_reports
+    from healthapp.sync.sources import build_reports
     from healthapp.webapp import new_api, register_health
 
     app = new_api(__name__, title="Reports from PostgreSQL (baseline)", api_name="baseline")
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from healthapp.database import make_engine
     from healthapp.extensions import make_redis
-    from healthapp.sync.service import full_rebuild
+    from healthapp.sync.passes import full_rebuild
 
     with (
         reportdata.temporary_folder() as folder,

@@ -57,7 +57,7 @@ def running(args: argparse.Namespace) -> Iterator[Stack]:
     database dropped, afterwards."""
     from healthapp.database import make_engine
     from healthapp.extensions import make_redis
-    from healthapp.sync.service import full_rebuild
+    from healthapp.sync.passes import full_rebuild
 
     with ExitStack() as stack:
         folder = Path(stack.enter_context(reportdata.temporary_folder()))

@@ -91,8 +91,8 @@ def bench_redis_url(url: str) -> str:
 
 def memory_per_checkup(client: Any) -> tuple[int, int, float]:
     """``(bytes, check-ups, bytes per check-up)`` of the current generation's reports."""
-    from healthapp.domain.report_layout import generation_prefix
-    from healthapp.sync.service import current_generation
+    from healthapp.domain.report_keys import generation_prefix
+    from healthapp.sync.writer import current_generation
 
     generation = current_generation(redis_client=client)
     assert generation is not None
@@ -122,7 +122,7 @@ def timed_incremental(
     import statistics
 
     from healthapp.database import make_engine
-    from healthapp.sync.service import run_incremental_sync
+    from healthapp.sync.passes import run_incremental_sync
 
     engine = make_engine(url)
     durations = []
@@ -139,7 +139,7 @@ def timed_incremental(
 
 def timed_full(url: str, client: Any, *, batch_size: int) -> tuple[float, int]:
     from healthapp.database import make_engine
-    from healthapp.sync.service import full_rebuild
+    from healthapp.sync.passes import full_rebuild
 
     engine = make_engine(url)
     try:

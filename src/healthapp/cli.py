@@ -137,11 +137,11 @@ def create_admin(username: str, email: str | None, password_stdin: bool) -> None
 def sync(mode: str | None, batch_size: int | None) -> None:
     """Run one incremental sync pass from PostgreSQL into Redis (or --full, --verify)."""
     from healthapp.database import STORE_UNREACHABLE
-    from healthapp.sync import service
+    from healthapp.sync.writer import StoreLostError
 
     try:
         _sync(mode, batch_size)
-    except service.StoreLostError as error:
+    except StoreLostError as error:
         raise click.ClickException(str(error)) from None
     except STORE_UNREACHABLE as error:
         raise click.ClickException(
@@ -153,13 +153,14 @@ def _sync(mode: str | None, batch_size: int | None) -> None:
     """What ``healthapp sync`` does, in the mode given."""
     settings = _settings_or_exit()
     with ExitStack() as stack:
-        from healthapp.sync import service
+        from healthapp.sync.passes import full_rebuild, run_incremental_sync
+        from healthapp.sync.verify import verify
 
         engine, client = _stores(stack, settings)
         size = batch_size or settings.SYNC_BATCH_SIZE
         progress = stack.enter_context(ProgressBar(mode or "incremental"))
         if mode == "verify":
-            result = service.verify(
+            result = verify(
                 engine=engine,
                 redis_client=client,
                 batch_size=size,
@@ -178,7 +179,7 @@ def _sync(mode: str | None, batch_size: int | None) -> None:
                 raise SystemExit(1)
             return
         if mode == "full":
-            stats = service.full_rebuild(
+            stats = full_rebuild(
                 engine=engine,
                 redis_client=client,
                 batch_size=size,
@@ -192,7 +193,7 @@ def _sync(mode: str | None, batch_size: int | None) -> None:
             )
             progress = stack.enter_context(ProgressBar("incremental"))
         # After a rebuild, the changes made while it ran are still in the outbox.
-        stats = service.run_incremental_sync(
+        stats = run_incremental_sync(
             engine=engine,
             redis_client=client,
             batch_size=size,
@@ -288,7 +289,7 @@ def seed_demo(
     settings = _settings_or_exit()
     with ExitStack() as stack:
         from healthapp import demo
-        from healthapp.sync import service as sync_service
+        from healthapp.sync import passes as sync_service
 
         engine, client = _stores(stack, settings)
         with bootstrap.session_factory(engine)() as session, ProgressBar("seeding") as bar:

@@ -16,9 +16,9 @@ import redis
 from sqlalchemy import Engine, text
 
 from healthapp.database import make_engine
-from healthapp.domain.report_layout import CURRENT_GENERATION_KEY, users_index_key
+from healthapp.domain.report_keys import CURRENT_GENERATION_KEY, users_index_key
 from healthapp.extensions import make_redis
-from healthapp.sync.service import full_rebuild, run_incremental_sync
+from healthapp.sync.passes import full_rebuild, run_incremental_sync
 from tests.faults.conftest import (
     COMMAND_TIMEOUT_SECONDS,
     command_env,

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from healthapp.database import make_engine
 from healthapp.extensions import make_redis
 from healthapp.supervisor import worker_with_beat_command
-from healthapp.sync.service import verify
+from healthapp.sync.verify import verify
 from tests.faults.conftest import command_env, healthapp_command, outbox_size, seed_patients
 from tests.faults.servers import OwnedRedis, wait_until
 from tests.processes import stop

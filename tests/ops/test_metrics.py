@@ -15,10 +15,11 @@ from prometheus_client.mmap_dict import MmapedDict
 
 from healthapp import config
 from healthapp.domain.roles import Role
-from healthapp.domain.sync_stats import histogram_increments, render_prometheus
+from healthapp.domain.sync_stats import histogram_increments
 from healthapp.reports.app import create_app as create_reports_app
-from healthapp.sync import service as sync_service
-from healthapp.sync.service import full_rebuild, run_incremental_sync
+from healthapp.reports.sync_metrics import render_prometheus
+from healthapp.sync import passes as sync_service
+from healthapp.sync.passes import full_rebuild, run_incremental_sync
 from tests.checkups.test_e2e import running_gunicorn
 from tests.factories import checkup_item, checkup_session, insert_checkups
 

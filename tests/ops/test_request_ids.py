@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from healthapp.domain.roles import Role
-from healthapp.sync.service import run_incremental_sync
+from healthapp.sync.passes import run_incremental_sync
 from tests.factories import checkup_session
 
 

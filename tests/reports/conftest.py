@@ -10,7 +10,8 @@ from flask.testing import FlaskClient
 
 from healthapp.config import Testing
 from healthapp.reports.app import create_app
-from healthapp.sync.service import SyncStats, run_incremental_sync
+from healthapp.sync.passes import run_incremental_sync
+from healthapp.sync.stats import SyncStats
 
 
 @pytest.fixture(scope="session")

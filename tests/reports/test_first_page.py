@@ -20,12 +20,8 @@ from flask import request_started
 from werkzeug.test import Client, TestResponse
 
 from healthapp.auth.access import Principal, VerifiedTokens
-from healthapp.domain.report_layout import (
-    FIRST_PAGE_FIELD,
-    FIRST_PAGE_SIZE,
-    report_body,
-    user_key,
-)
+from healthapp.domain.report_keys import FIRST_PAGE_FIELD, user_key
+from healthapp.domain.report_render import FIRST_PAGE_SIZE, report_body
 from healthapp.domain.roles import Role
 from healthapp.json_provider import dumps_bytes
 from healthapp.pagination import encode_cursor

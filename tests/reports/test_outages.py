@@ -19,7 +19,7 @@ from healthapp.embedded import start_postgres, start_redis
 from healthapp.extensions import make_redis
 from healthapp.migrate import upgrade
 from healthapp.reports.app import create_app
-from healthapp.sync.service import run_incremental_sync
+from healthapp.sync.passes import run_incremental_sync
 
 
 def token(app: Any, user_id: uuid.UUID, username: str, role: str = "patient") -> dict[str, str]:

@@ -8,7 +8,8 @@ import pytest
 import redis
 
 from healthapp.reports.store import CheckupFilter, ReportPage, ReportStore
-from healthapp.sync.service import SyncStats, run_incremental_sync
+from healthapp.sync.passes import run_incremental_sync
+from healthapp.sync.stats import SyncStats
 
 
 @pytest.fixture

@@ -18,13 +18,9 @@ from healthapp.domain.roles import Role
 from healthapp.embedded import start_redis
 from healthapp.extensions import make_redis
 from healthapp.reports.store import ReportStore
-from healthapp.sync.service import (
-    StoreLostError,
-    current_generation,
-    full_rebuild,
-    run_incremental_sync,
-    verify,
-)
+from healthapp.sync.passes import full_rebuild, run_incremental_sync
+from healthapp.sync.verify import verify
+from healthapp.sync.writer import StoreLostError, current_generation
 from tests.factories import delete_checkup, insert_checkups
 from tests.sync.conftest import read_all
 
@@ -33,13 +29,13 @@ KILLED_BETWEEN_WRITE_AND_DELETE = textwrap.dedent(
     import os, signal, sys
     from healthapp.database import make_engine
     from healthapp.extensions import make_redis
-    from healthapp.sync import service
+    from healthapp.sync import passes
 
     def killed(**_kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
 
-    service.delete_outbox_entries = killed
-    service.run_incremental_sync(
+    passes.delete_outbox_entries = killed
+    passes.run_incremental_sync(
         engine=make_engine(sys.argv[1]), redis_client=make_redis(sys.argv[2])
     )
     """
@@ -82,7 +78,7 @@ def test_pass_killed_between_redis_write_and_outbox_delete_converges(
 
 
 def test_pass_failing_before_the_delete_leaves_the_outbox(api, engine, sync, monkeypatch):
-    from healthapp.sync import service
+    from healthapp.sync import passes
 
     user = api.user()
     insert_checkups(engine, user_id=user.id, machine_id=api.machine(), count=2)
@@ -91,7 +87,7 @@ def test_pass_failing_before_the_delete_leaves_the_outbox(api, engine, sync, mon
     def fail(**_kwargs: Any) -> None:
         raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(service, "delete_outbox_entries", fail)
+    monkeypatch.setattr(passes, "delete_outbox_entries", fail)
     with pytest.raises(RuntimeError):
         sync()
     assert outbox_size(engine) == pending

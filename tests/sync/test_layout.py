@@ -5,17 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from healthapp.domain.report_layout import (
-    CHUNK_SIZE,
-    R_MACHINE,
+from healthapp.domain.report_codec import CHUNK_SIZE, R_MACHINE, decode_chunk, to_micros
+from healthapp.domain.report_keys import user_key, username_from_key
+from healthapp.domain.report_render import (
     assemble_document,
     candidate_chunks,
-    decode_chunk,
     record_matches,
-    to_micros,
     type_mask,
-    user_key,
-    username_from_key,
 )
 
 START = datetime(2025, 1, 1, tzinfo=UTC)

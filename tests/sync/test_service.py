@@ -10,7 +10,8 @@ import redis
 from sqlalchemy import text
 
 from healthapp.domain.roles import Role
-from healthapp.sync.service import full_rebuild, run_incremental_sync, verify
+from healthapp.sync.passes import full_rebuild, run_incremental_sync
+from healthapp.sync.verify import verify
 from tests.factories import delete_checkup, insert_checkups
 from tests.sync.conftest import read_all
 
@@ -204,7 +205,7 @@ def test_verify_reports_missing_stale_and_orphaned(api, engine, redis_client, sy
 
 
 def test_incremental_pass_leaves_the_outbox_to_a_running_rebuild(api, engine, sync):
-    from healthapp.sync.service import SYNC_LOCK_KEY
+    from healthapp.sync.passes import SYNC_LOCK_KEY
 
     user = api.user()
     insert_checkups(engine, user_id=user.id, machine_id=api.machine(), count=2)

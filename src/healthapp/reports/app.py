@@ -5,14 +5,14 @@ from __future__ import annotations
 import redis
 from apiflask import APIFlask
 from flask import Response
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from healthapp import bootstrap
 from healthapp.config import Base, load_settings
-from healthapp.domain.sync_stats import render_prometheus
 from healthapp.observability import EXTRA_METRICS
 from healthapp.reports.first_page import FirstPageServer
 from healthapp.reports.store import ReportStore
+from healthapp.reports.sync_metrics import sync_registry
 from healthapp.webapp import new_api, register_health
 
 
@@ -53,10 +53,11 @@ def register_sync_metrics(app: APIFlask, store: ReportStore) -> None:
     The worker serves no HTTP; every pass adds its figures to one Redis hash, so these
     are the sums over every worker process.
     """
+    registry = sync_registry(store.sync_stats)
 
     def sync_figures() -> bytes:
         try:
-            return render_prometheus(store.sync_stats()).encode()
+            return bytes(generate_latest(registry))
         except redis.RedisError:
             return b""  # /metrics still answers (the process's own figures) while Redis is down
 
@@ -66,6 +67,6 @@ def register_sync_metrics(app: APIFlask, store: ReportStore) -> None:
     @app.doc(tags=["Health"], summary="Sync metrics (Prometheus)", hide=True)
     def sync_metrics() -> Response:
         """The sync's figures alone, as the worker left them in Redis."""
-        return Response(render_prometheus(store.sync_stats()), mimetype=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
     sync_metrics.allowed_roles = None  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from healthapp.domain.checkup_types import CHECKUP_TYPE_NAMES
-from healthapp.domain.report_layout import FIRST_PAGE_SIZE
+from healthapp.domain.report_render import FIRST_PAGE_SIZE
 from healthapp.pagination import PageQuery
 from healthapp.schemas_common import AwareDatetime
 

@@ -18,27 +18,27 @@ from typing import Any, cast
 import orjson
 import redis
 
-from healthapp.domain.report_layout import (
+from healthapp.domain.report_codec import (
     CHUNK_SIZE,
-    CURRENT_GENERATION_KEY,
-    FIRST_PAGE_FIELD,
-    META_FIELD,
     R_CREATED_AT_TEXT,
     R_ID,
     R_INFO,
     R_TAKEN_AT,
     R_TYPE,
-    SYNC_STATS_KEY,
     StoredPage,
-    candidate_chunks,
-    chunk_field,
     decode_chunk,
     decode_first_page,
-    record_matches,
-    type_mask,
+)
+from healthapp.domain.report_keys import (
+    CURRENT_GENERATION_KEY,
+    FIRST_PAGE_FIELD,
+    META_FIELD,
+    SYNC_STATS_KEY,
+    chunk_field,
     user_key,
     users_index_key,
 )
+from healthapp.domain.report_render import candidate_chunks, record_matches, type_mask
 from healthapp.extensions import run_command
 
 #: How long a process trusts the generation pointer before reading it again.

@@ -11,7 +11,8 @@ from flask import Response, current_app, request
 from healthapp.audit.context import current_actor
 from healthapp.audit.stream import publish_report_list_read, publish_report_read
 from healthapp.auth.access import ALL_ROLES, STAFF, current_principal, requires
-from healthapp.domain.report_layout import report_body, to_micros
+from healthapp.domain.report_codec import to_micros
+from healthapp.domain.report_render import report_body
 from healthapp.errors import InvalidCursor
 from healthapp.json_provider import dumps_bytes
 from healthapp.pagination import decode_cursor, encode_cursor

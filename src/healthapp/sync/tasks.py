@@ -15,7 +15,7 @@ from healthapp.audit.stream import drain_read_events as drain_stream
 from healthapp.config import load_settings
 from healthapp.database import STORE_UNREACHABLE
 from healthapp.sync.celery_app import AUDIT_DRAIN_TASK, SYNC_TASK
-from healthapp.sync.service import run_incremental_sync
+from healthapp.sync.passes import run_incremental_sync
 
 _log = structlog.get_logger("healthapp.sync")
 _connections: dict[int, tuple[Engine, redis.Redis, int]] = {}
