@@ -13,7 +13,8 @@ The bulk upload is set-based and takes one of two paths, in one transaction eith
 
 Both then queue the report rebuild of every user that got a new check-up, one outbox row
 per user, and record one ``checkups.upload`` audit event per such user, in the same
-transaction.
+transaction. An item naming a retired machine (``"active": false``) is refused: a retired
+machine takes no new check-ups (SPEC §5).
 """
 
 from __future__ import annotations
@@ -100,11 +101,12 @@ _CHECKUP_TYPES = ["uuid", "uuid", "uuid", "text", "jsonb", "text", "timestamptz"
 _NO_JIT = text("SET LOCAL jit = off")
 _EXISTING_USERS = text("SELECT id, username FROM users WHERE id = ANY(:ids)")
 _USERNAME = text("SELECT username FROM users WHERE id = :id")
-_EXISTING_MACHINES = text("SELECT id FROM machines WHERE id = ANY(:ids)")
+_EXISTING_MACHINES = text("SELECT id, active FROM machines WHERE id = ANY(:ids)")
 
 _NOT_YOURS = "a patient may upload check-ups only for themself"
 _UNKNOWN_USER = "no user has this id"
 _UNKNOWN_MACHINE = "no machine has this id"
+_RETIRED_MACHINE = "this machine is retired and takes no new check-ups"
 _CONFLICT = "a check-up with this id is already stored with different content"
 
 
@@ -145,7 +147,7 @@ def ingest_checkups(
     with unit_of_work(session):
         # Each statement here is short; compiling one (PostgreSQL's JIT) costs more than it.
         session.execute(_NO_JIT)
-        items, usernames = _keep_known(session, items, errors)
+        items, usernames = _keep_usable(session, items, errors)
         if errors and atomic:
             raise InvalidInput(
                 f"{_count_items(errors)} of {parsed.total} check-ups are invalid; "
@@ -206,30 +208,37 @@ def _keep_own(
     return kept
 
 
-def _keep_known(
+def _keep_usable(
     session: Session,
     items: list[tuple[int, CheckupCreateBase]],
     errors: list[dict[str, Any]],
 ) -> tuple[list[tuple[int, CheckupCreateBase]], dict[uuid.UUID, str]]:
-    """The items whose user and machine exist, and the users' names; one query for each."""
+    """The items whose user exists and whose machine exists and is in service, and the
+    users' names; one query for the users, one for the machines."""
     if not items:
         return items, {}
     user_ids = list({item.user_id for _, item in items})
     machine_ids = list({item.machine_id for _, item in items})
     users: dict[uuid.UUID, str] = dict(session.execute(_EXISTING_USERS, {"ids": user_ids}).all())
-    machines = set(session.scalars(_EXISTING_MACHINES, {"ids": machine_ids}))
-    if len(users) == len(user_ids) and len(machines) == len(machine_ids):
+    active: dict[uuid.UUID, bool] = dict(
+        session.execute(_EXISTING_MACHINES, {"ids": machine_ids}).all()
+    )
+    if len(users) == len(user_ids) and len(active) == len(machine_ids) and all(active.values()):
         return items, users
     kept = []
     for index, item in items:
-        known = True
+        usable = True
         if item.user_id not in users:
             errors.append(item_error(index, "user_id", _UNKNOWN_USER, "unknown_user"))
-            known = False
-        if item.machine_id not in machines:
+            usable = False
+        in_service = active.get(item.machine_id)
+        if in_service is None:
             errors.append(item_error(index, "machine_id", _UNKNOWN_MACHINE, "unknown_machine"))
-            known = False
-        if known:
+            usable = False
+        elif not in_service:
+            errors.append(item_error(index, "machine_id", _RETIRED_MACHINE, "retired_machine"))
+            usable = False
+        if usable:
             kept.append((index, item))
     return kept, users
 
