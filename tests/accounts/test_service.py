@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from healthapp.accounts import service
 from healthapp.accounts.models import Disease, Profile, User
@@ -18,8 +19,10 @@ from healthapp.accounts.schemas import (
     UserCreate,
     UserUpdate,
 )
-from healthapp.errors import DomainError
+from healthapp.audit.models import AuditEvent
+from healthapp.errors import DomainError, NotFound
 from healthapp.outbox.models import ReportOutbox
+from healthapp.pagination import PageQuery
 from healthapp.problems import from_domain_error
 
 
@@ -136,3 +139,54 @@ def test_get_disease_only_finds_the_owners(db_session: Any) -> None:
     )
     assert service.get_disease(session=db_session, user=user, disease_id=disease.id)
     assert service.get_disease(session=db_session, user=other, disease_id=disease.id) is None
+
+
+def _reads(session: Any) -> list[tuple[str, str | None, dict[str, Any]]]:
+    stmt = select(AuditEvent.action, AuditEvent.subject_username, AuditEvent.details)
+    stmt = stmt.where(AuditEvent.action.like("%.read")).order_by(AuditEvent.occurred_at)
+    rows = session.execute(stmt)
+    return [tuple(row) for row in rows]
+
+
+def test_reads_of_health_data_record_themselves_and_changes_record_no_read(
+    db_session: Any,
+) -> None:
+    user = _user(db_session)
+    assert service.get_profile(session=db_session, user=user) is None  # nothing shown
+    service.create_profile(session=db_session, user=user, profile_in=ProfileCreate(sex="male"))
+    service.update_profile(session=db_session, user=user, profile_in=ProfileUpdate(sex=None))
+    disease = service.create_disease(
+        session=db_session, user=user, disease_in=DiseaseCreate(name="asthma")
+    )
+    service.update_disease(
+        session=db_session, user=user, disease_id=disease.id, disease_in=DiseaseUpdate(name="flu")
+    )
+    assert _reads(db_session) == []
+
+    assert service.get_profile(session=db_session, user=user) is not None
+    service.list_diseases(session=db_session, user=user, query=PageQuery())
+    service.get_disease(session=db_session, user=user, disease_id=disease.id)
+    assert service.get_disease(session=db_session, user=user, disease_id=uuid.uuid4()) is None
+    assert _reads(db_session) == [
+        ("profile.read", "alice", {}),
+        ("diseases.read", "alice", {"listed": 1}),
+        ("diseases.read", "alice", {"disease_id": str(disease.id)}),
+    ]
+
+
+def test_a_change_to_what_does_not_exist_is_not_found(db_session: Any) -> None:
+    user = _user(db_session)
+    with pytest.raises(NotFound, match=r"^The profile does not exist\.$"):
+        service.update_profile(session=db_session, user=user, profile_in=ProfileUpdate())
+    with pytest.raises(NotFound, match=r"^The disease does not exist\.$"):
+        service.delete_disease(session=db_session, user=user, disease_id=uuid.uuid4())
+    assert _queued(db_session, user.id) == 1  # the registration's row only
+
+
+def test_a_constraint_the_map_does_not_name_is_raised_as_it_is(db_session: Any) -> None:
+    user = _user(db_session)
+    user.role = "superuser"  # breaks ck_users_role_known, a bug no refusal describes
+    with pytest.raises(IntegrityError, match="ck_users_role_known"):
+        service.update(session=db_session, user=user, user_in=UserUpdate())
+    db_session.expire_all()
+    assert service.get(session=db_session, user_id=user.id).role == "patient"

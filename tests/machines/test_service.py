@@ -13,7 +13,7 @@ from healthapp.accounts import service as accounts
 from healthapp.accounts.models import User
 from healthapp.accounts.schemas import UserCreate
 from healthapp.checkups.models import Checkup
-from healthapp.errors import DomainError
+from healthapp.errors import Conflict, DomainError
 from healthapp.machines import service
 from healthapp.machines.models import Machine
 from healthapp.machines.schemas import MachineCreate, MachineListQuery, MachineUpdate
@@ -111,3 +111,17 @@ def test_changes_no_report_shows_queue_nothing(db_session: Any) -> None:
     )
     assert len(_queued_users(db_session)) == before
     assert machine.active is False
+
+
+def test_each_broken_constraint_answers_its_own_refusal(db_session: Any) -> None:
+    machine, user = _machine(db_session), _user(db_session, "alice")
+    _checkup(db_session, user, machine)
+    with pytest.raises(Conflict) as taken:
+        _machine(db_session)
+    with pytest.raises(Conflict) as referenced:
+        service.delete(session=db_session, machine=machine)
+    assert taken.value.detail == "A machine with that serial number is already registered."
+    assert referenced.value.detail == (
+        'Check-ups reference this machine; retire it with {"active": false} instead.'
+    )
+    assert referenced.value.errors == []
