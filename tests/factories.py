@@ -224,16 +224,16 @@ def delete_checkup(engine: Any, checkup_id: uuid.UUID) -> None:
 
 
 def enqueue_report(conn: Any, *, user_id: uuid.UUID) -> None:
-    """Record ``user_id`` in the report outbox on ``conn``'s transaction."""
-    from sqlalchemy import text
+    """Record ``user_id`` in the report outbox on ``conn``'s transaction, as a writer does."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
 
-    conn.execute(
-        text(
-            "INSERT INTO report_outbox (user_id, username)"
-            " SELECT id, username FROM users WHERE id = :user_id"
-        ),
-        {"user_id": user_id},
-    )
+    from healthapp.accounts.models import User
+    from healthapp.outbox.service import record_changed_users
+
+    with Session(bind=conn) as session:
+        user = select(User.id, User.username).where(User.id == user_id)
+        record_changed_users(session=session, users=user)
 
 
 # Audit trail ----------------------------------------------------------------------------

@@ -26,6 +26,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from healthapp.request_context import set_request_id
+
 REQUEST_ID_HEADER = "X-Request-ID"
 #: A request id a client may choose; any other is replaced by a generated one.
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -109,27 +111,6 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def current_request_id() -> str | None:
-    """The id of the request being answered, if any."""
-    return g.get("request_id") if _in_request() else None
-
-
-def bound_request_id() -> str | None:
-    """The request id bound to this thread's log context (``None`` outside a request).
-
-    Unlike :func:`current_request_id` this needs no Flask context: services that record
-    the id (the report outbox) call it from anywhere.
-    """
-    value = structlog.contextvars.get_contextvars().get("request_id")
-    return value if isinstance(value, str) else None
-
-
-def _in_request() -> bool:
-    from flask import has_request_context
-
-    return has_request_context()
-
-
 def register_observability(app: APIFlask, *, api: str) -> None:
     """Request ids, one access log line per request, and ``/metrics``."""
     configure_logging(json_logs=bool(app.config.get("LOG_JSON")), level=app.config["LOG_LEVEL"])
@@ -142,6 +123,7 @@ def register_observability(app: APIFlask, *, api: str) -> None:
         g.request_started = time.perf_counter()
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=g.request_id)
+        set_request_id(g.request_id)
 
     @app.after_request
     def finish_request(response: Response) -> Response:
@@ -177,6 +159,7 @@ def register_observability(app: APIFlask, *, api: str) -> None:
     @app.teardown_request
     def forget_request(_exc: BaseException | None) -> None:
         structlog.contextvars.clear_contextvars()
+        set_request_id(None)
 
 
 def generate_metrics() -> bytes:

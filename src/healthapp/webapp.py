@@ -10,7 +10,6 @@ from typing import Any
 from apiflask import APIFlask
 from flask import Response, current_app, g, request
 
-from healthapp.audit.context import ANONYMOUS, SYSTEM, set_actor
 from healthapp.auth.access import unauthorized
 from healthapp.config import Base, load_settings
 from healthapp.extensions import cors, jwt
@@ -22,6 +21,7 @@ from healthapp.problems import (
     register_errorhandlers,
     store_unreachable,
 )
+from healthapp.request_context import ANONYMOUS, SYSTEM, set_actor
 
 #: A readiness check: raises when its store is unreachable.
 ReadinessCheck = Callable[[], None]

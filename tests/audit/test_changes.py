@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import Engine, text
 
 from healthapp.audit import service as audit
-from healthapp.audit.context import SYSTEM
 from healthapp.domain.roles import Role
+from healthapp.request_context import SYSTEM
 from tests import factories
 from tests.factories import ApiClient, audit_events, checkup_item, checkup_session
 
@@ -243,9 +243,7 @@ def test_the_event_rolls_back_with_the_change(api: ApiClient, engine: Engine, db
     audit.record(
         session=db_session,
         action="profile.update",
-        subject_id=patient.id,
-        subject_username=patient.username,
-        details={"change": "update"},
+        subjects=[audit.Subject(patient.id, patient.username, {"change": "update"})],
         actor=SYSTEM,
     )
     db_session.rollback()
@@ -259,8 +257,7 @@ def test_outside_a_request_the_system_is_the_actor(
     audit.record(
         session=db_session,
         action="profile.update",
-        subject_id=patient.id,
-        subject_username=patient.username,
+        subjects=[audit.Subject(patient.id, patient.username)],
     )
     db_session.commit()
     event = _only_event(engine)
@@ -278,9 +275,7 @@ def test_details_take_only_counts_ids_and_names(db_session) -> None:
         audit.record(
             session=db_session,
             action="checkups.upload",
-            subject_id=None,
-            subject_username=None,
-            details={"information": {"systolic": 122}},
+            subjects=[audit.Subject(None, None, {"information": {"systolic": 122}})],
         )
     with db_session.connection() as conn:
         assert conn.execute(text("SELECT count(*) FROM audit_events")).scalar_one() == 0

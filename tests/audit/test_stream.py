@@ -13,8 +13,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
 from healthapp.audit import stream
-from healthapp.audit.context import Actor
 from healthapp.domain.roles import Role
+from healthapp.request_context import Actor
 from healthapp.sync import tasks
 from healthapp.sync.celery_app import AUDIT_DRAIN_TASK, create_celery
 from tests.factories import ApiClient, audit_events, insert_checkups

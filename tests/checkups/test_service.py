@@ -17,7 +17,8 @@ from healthapp.checkups import service
 from healthapp.checkups.schemas import BulkParse, parse_bulk
 from healthapp.database import db
 from healthapp.domain.roles import Role
-from healthapp.problems import Problem
+from healthapp.errors import DomainError
+from healthapp.problems import Problem, from_domain_error
 from tests.factories import ApiClient, checkup_item, checkup_session
 
 
@@ -85,9 +86,9 @@ def test_a_session_retried_after_a_rejection_lands_whole(app, engine, people):
     good = items[42]
     items[42] = {**good, "information": {"systolic": 10, "diastolic": 5}}
     before = queued(engine)
-    with pytest.raises(Problem) as caught:
+    with pytest.raises(DomainError) as caught:
         ingest(app, items, people["operator"].id)
-    assert caught.value.status == 422
+    assert from_domain_error(caught.value).status == 422
     assert stored(engine) == 0
     assert queued(engine) == before
 
@@ -107,9 +108,9 @@ def test_a_conflict_found_after_the_insert_rolls_everything_back(app, engine, pe
         *checkup_session(bob.id, machine, 50),
         {**existing, "test_taken_by": "another nurse"},
     ]
-    with pytest.raises(Problem) as caught:
+    with pytest.raises(DomainError) as caught:
         ingest(app, upload, people["operator"].id)
-    assert caught.value.status == 409
+    assert from_domain_error(caught.value).status == 409
     assert caught.value.errors == [
         {"loc": ["checkups", 50, "id"], "msg": service._CONFLICT, "type": "conflict"}
     ]
@@ -274,8 +275,8 @@ def test_a_racing_upload_with_other_content_is_a_conflict(app, engine, people):
         def race() -> None:
             try:
                 ingest(app, items, operator.id)
-            except Problem as problem:
-                outcome.append(problem)
+            except DomainError as error:
+                outcome.append(from_domain_error(error))
 
         racer = threading.Thread(target=race, daemon=True)
         racer.start()
@@ -299,9 +300,7 @@ def test_delete_queues_the_users_report_in_the_same_transaction(app, engine, peo
     ingest(app, [item], people["operator"].id)
     before = queued(engine)
     with app.app_context():
-        checkup = service.get(session=db.session, checkup_id=uuid.UUID(item["id"]))
-        assert checkup is not None
-        service.delete(session=db.session, checkup=checkup)
+        service.delete(session=db.session, checkup_id=uuid.UUID(item["id"]))
     assert stored(engine) == 0
     assert queued(engine) == before + 1
 
@@ -343,8 +342,8 @@ def test_a_machine_deleted_while_the_upload_runs_fails_it_cleanly(app, engine, p
         def race() -> None:
             try:
                 outcome.append(ingest(app, items, operator.id))
-            except Problem as problem:
-                outcome.append(problem)
+            except DomainError as error:
+                outcome.append(from_domain_error(error))
 
         racer = threading.Thread(target=race, daemon=True)
         racer.start()

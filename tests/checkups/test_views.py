@@ -192,6 +192,59 @@ def test_an_unknown_user_or_machine_is_an_invalid_item(api, engine, operator, pa
     assert stored(engine) == 0
 
 
+def _retire(api: ApiClient, machine: uuid.UUID) -> None:
+    admin = api.user(Role.ADMIN)
+    response = api.patch(f"/api/v1/machines/{machine}", admin, json={"active": False})
+    assert response.status_code == 200
+    assert response.json["active"] is False
+
+
+def test_a_retired_machine_takes_no_new_checkups(api, engine, operator, patient, machine):
+    in_service = api.machine()
+    _retire(api, machine)
+    queued = outbox(engine)
+    items = [
+        checkup_item(patient.id, in_service),
+        checkup_item(patient.id, machine),
+        checkup_item(patient.id, in_service),
+    ]
+    response = upload(api, operator, items)
+    problem = assert_problem(response, 422)
+    assert problem["detail"] == "1 of 3 check-ups are invalid; nothing was stored."
+    assert problem["errors"] == [
+        {
+            "loc": ["checkups", 1, "machine_id"],
+            "msg": "this machine is retired and takes no new check-ups",
+            "type": "retired_machine",
+        }
+    ]
+    assert stored(engine) == 0
+    assert outbox(engine) == queued
+
+
+def test_batch_mode_rejects_only_the_items_of_a_retired_machine(
+    api, engine, operator, patient, machine
+):
+    in_service = api.machine()
+    before_retiring = checkup_item(patient.id, machine)
+    assert upload(api, operator, [before_retiring]).status_code == 201
+    _retire(api, machine)
+    items = [checkup_item(patient.id, in_service), checkup_item(patient.id, machine)]
+    response = upload(api, operator, items, batch=True)
+    assert response.status_code == 201
+    assert response.json["created"] == 1
+    assert response.json["rejected"] == 1
+    assert [(e["loc"], e["type"]) for e in response.json["errors"]] == [
+        (["checkups", 1, "machine_id"], "retired_machine")
+    ]
+    assert stored(engine) == 2  # the one taken before it was retired, and the new good one
+    # Put back in service, it takes check-ups again.
+    admin = api.user(Role.ADMIN)
+    assert api.patch(f"/api/v1/machines/{machine}", admin, json={"active": True}).status_code == 200
+    again = upload(api, operator, items, batch=True)
+    assert again.json == {"created": 1, "duplicates": 1, "rejected": 0, "errors": []}
+
+
 def test_an_id_stored_with_other_content_is_a_conflict_and_nothing_lands(
     api, engine, operator, patient, machine
 ):

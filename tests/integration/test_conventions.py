@@ -6,14 +6,17 @@ The bad-input checks run over the route table, so a route added later is checked
 
 from __future__ import annotations
 
+import ast
 import re
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from apiflask import APIFlask
 
+import healthapp
 from healthapp import config
 from healthapp.app import create_app
 from healthapp.database import make_engine
@@ -386,3 +389,168 @@ def test_every_operation_documents_its_success_answer(openapi: dict[str, Any]) -
         for method, operation in operations.items():
             statuses = [int(code) for code in operation["responses"]]
             assert any(200 <= code < 300 for code in statuses), f"{method.upper()} {path}"
+
+
+# Imports run one way ---------------------------------------------------------------------
+
+SOURCE = Path(healthapp.__file__).parent
+#: The top floor: HTTP views, the apps' wiring and the entry points. Views may import any
+#: domain (the token endpoint looks users up, every view asks the policy); nothing below
+#: imports this floor.
+ENTRY_MODULES = {
+    "healthapp.app",
+    "healthapp.webapp",
+    "healthapp.cli",
+    "healthapp.worker",
+    "healthapp.reports.app",
+    "healthapp.reports.first_page",
+}
+
+
+def _module_files() -> dict[str, Path]:
+    modules = {}
+    for path in SOURCE.rglob("*.py"):
+        parts = list(path.relative_to(SOURCE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        modules[".".join(parts)] = path
+    return modules
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Every healthapp module and the healthapp modules it imports, anywhere in its body
+    (an import inside a function or under ``TYPE_CHECKING`` counts: it is a dependency)."""
+    modules = _module_files()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*up, *([node.module] if node.module else [])])
+                for alias in node.names:
+                    submodule = f"{base}.{alias.name}"
+                    targets.add(submodule if submodule in modules else base)
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one node (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def _package(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def _is_entry(module: str) -> bool:
+    return module in ENTRY_MODULES or module.endswith(".views")
+
+
+def test_no_two_modules_import_each_other_even_through_others() -> None:
+    assert _cycles(_import_graph()) == []
+
+
+def test_no_import_cycle_between_packages_below_the_views() -> None:
+    packages: dict[str, set[str]] = {}
+    for module, targets in _import_graph().items():
+        if _is_entry(module):
+            continue
+        packages.setdefault(_package(module), set()).update(
+            _package(t) for t in targets if _package(t) != _package(module)
+        )
+    assert _cycles(packages) == []
+
+
+def test_nothing_below_the_entry_floor_imports_it() -> None:
+    upward = [
+        (module, target)
+        for module, targets in _import_graph().items()
+        if not _is_entry(module)
+        for target in targets
+        if _is_entry(target)
+    ]
+    assert upward == []
+
+
+def test_the_outbox_is_a_leaf_that_knows_no_domain() -> None:
+    graph = _import_graph()
+    outbox = {m: t for m, t in graph.items() if _package(m) == "healthapp.outbox"}
+    assert outbox, "the outbox package moved"
+    for module, targets in outbox.items():
+        domains = {_package(t) for t in targets if _package(t) != "healthapp.outbox"}
+        assert domains <= {"healthapp.orm", "healthapp.request_context"}, module
+
+
+#: Service-floor modules: they raise the domain's refusals, never an HTTP type, and read the
+#: request context without loading Flask or Prometheus.
+SERVICE_MODULES = [
+    "healthapp.accounts.service",
+    "healthapp.checkups.service",
+    "healthapp.machines.service",
+    "healthapp.audit.service",
+    "healthapp.audit.stream",
+    "healthapp.outbox.service",
+    "healthapp.auth.policy",
+    "healthapp.request_context",
+    "healthapp.unit_of_work",
+]
+
+
+@pytest.mark.parametrize("module", SERVICE_MODULES)
+def test_services_raise_domain_errors_and_import_no_web_framework(module: str) -> None:
+    tree = ast.parse(_module_files()[module].read_text(encoding="utf-8"))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+            imported.update(f"{node.module}.{alias.name}" for alias in node.names)
+    web = {"flask", "apiflask", "werkzeug", "prometheus_client", "healthapp.observability"}
+    assert not {name for name in imported if name.split(".")[0] in web or name in web}
+    assert "healthapp.problems.Problem" not in imported
+    assert "healthapp.problems" not in imported
+
+
+DOMAIN_PACKAGES = ("accounts", "auth", "checkups", "machines", "audit", "outbox")
+
+
+def test_the_domains_commit_and_roll_back_only_through_the_unit_of_work() -> None:
+    transaction_calls = re.compile(r"\.(commit|rollback)\(|\.begin\(\)")
+    for module, path in _module_files().items():
+        if module.split(".")[1:2] and module.split(".")[1] in DOMAIN_PACKAGES:
+            assert not transaction_calls.search(path.read_text(encoding="utf-8")), module

@@ -13,11 +13,12 @@ from healthapp.accounts import service as accounts
 from healthapp.accounts.models import User
 from healthapp.accounts.schemas import UserCreate
 from healthapp.checkups.models import Checkup
+from healthapp.errors import Conflict, DomainError
 from healthapp.machines import service
 from healthapp.machines.models import Machine
 from healthapp.machines.schemas import MachineCreate, MachineListQuery, MachineUpdate
 from healthapp.outbox.models import ReportOutbox
-from healthapp.problems import Problem
+from healthapp.problems import from_domain_error
 
 
 def _machine(session: Any, serial: str = "BP-1", **fields: Any) -> Machine:
@@ -65,9 +66,9 @@ def test_create_get_and_list(db_session: Any) -> None:
 
 def test_duplicate_serial_is_a_409_and_the_session_recovers(db_session: Any) -> None:
     _machine(db_session)
-    with pytest.raises(Problem) as caught:
+    with pytest.raises(DomainError) as caught:
         _machine(db_session)
-    assert caught.value.status == 409
+    assert from_domain_error(caught.value).status == 409
     assert caught.value.errors[0]["loc"] == ["serial_number"]
     _machine(db_session, "BP-2")
     assert db_session.scalar(select(func.count()).select_from(Machine)) == 2
@@ -76,9 +77,9 @@ def test_duplicate_serial_is_a_409_and_the_session_recovers(db_session: Any) -> 
 def test_delete_of_a_referenced_machine_is_a_409(db_session: Any) -> None:
     machine, user = _machine(db_session), _user(db_session, "alice")
     _checkup(db_session, user, machine)
-    with pytest.raises(Problem) as caught:
+    with pytest.raises(DomainError) as caught:
         service.delete(session=db_session, machine=machine)
-    assert caught.value.status == 409
+    assert from_domain_error(caught.value).status == 409
     assert service.get(session=db_session, machine_id=machine.id) is not None
 
 
@@ -110,3 +111,17 @@ def test_changes_no_report_shows_queue_nothing(db_session: Any) -> None:
     )
     assert len(_queued_users(db_session)) == before
     assert machine.active is False
+
+
+def test_each_broken_constraint_answers_its_own_refusal(db_session: Any) -> None:
+    machine, user = _machine(db_session), _user(db_session, "alice")
+    _checkup(db_session, user, machine)
+    with pytest.raises(Conflict) as taken:
+        _machine(db_session)
+    with pytest.raises(Conflict) as referenced:
+        service.delete(session=db_session, machine=machine)
+    assert taken.value.detail == "A machine with that serial number is already registered."
+    assert referenced.value.detail == (
+        'Check-ups reference this machine; retire it with {"active": false} instead.'
+    )
+    assert referenced.value.errors == []

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from healthapp.audit.context import Actor
 from healthapp.audit.stream import publish_report_read
 from healthapp.embedded import start_redis
 from healthapp.extensions import make_redis
 from healthapp.reports.store import ReportStore
+from healthapp.request_context import Actor
 from healthapp.supervisor import worker_with_beat_command
 from healthapp.sync.celery_app import broker_urls
 from tests.factories import audit_events, insert_checkups
@@ -99,10 +99,10 @@ def test_worker_with_beat_runs_the_scheduled_sync(api, engine, database_url, tmp
 def test_the_tasks_skip_a_pass_while_postgresql_is_down(redis_url: str, monkeypatch):
     import os
 
-    from healthapp.audit.context import Actor
     from healthapp.audit.stream import STREAM_KEY, publish_report_read
     from healthapp.database import make_engine
     from healthapp.extensions import make_redis
+    from healthapp.request_context import Actor
     from healthapp.sync import tasks
     from tests.processes import free_port
 

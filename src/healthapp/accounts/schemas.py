@@ -17,7 +17,7 @@ from pydantic import (
     field_validator,
 )
 
-from healthapp.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from healthapp.accounts.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from healthapp.domain.roles import Role
 from healthapp.pagination import PageQuery
 from healthapp.schemas_common import LongText, Page, RequestModel, ResponseModel, ShortText

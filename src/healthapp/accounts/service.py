@@ -1,4 +1,11 @@
-"""What the accounts domain does. Each function is one unit of work and commits once."""
+"""What the accounts domain does: users, their profiles and their diseases.
+
+Each change is one unit of work: the change, its outbox row and its audit event commit
+together or not at all. Each read of health data (a profile, diseases) records its audit
+event itself, committed before the data is returned, so no caller can serve it unrecorded.
+Users are ``get``/``list_users``/``create``/``update``/``delete``; a user's profile and
+diseases are the same verbs with the entity's name (``get_profile``, ``list_diseases``…).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from healthapp.accounts.models import Disease, Profile, User
@@ -22,42 +28,12 @@ from healthapp.accounts.schemas import (
     UserUpdate,
 )
 from healthapp.audit import service as audit
-from healthapp.auth.passwords import hash_password
-from healthapp.outbox.service import enqueue_users
+from healthapp.auth.passwords import hash_password, verify_against_dummy, verify_password
+from healthapp.errors import NotFound
+from healthapp.outbox.service import record_changed_users
 from healthapp.pagination import PageQuery
 from healthapp.pagination_sql import paginate_by_time
-from healthapp.problems import Problem
-
-_UNIQUE_FIELDS = {
-    "uq_users_username": ("username", "That username is taken."),
-    "uq_users_email_lower": ("email", "That email address is already registered."),
-}
-
-
-def _conflict_from(error: IntegrityError) -> Problem:
-    constraint = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
-    field, message = _UNIQUE_FIELDS.get(
-        constraint or "", ("", "The change conflicts with existing data.")
-    )
-    errors = [{"loc": [field], "msg": message}] if field else []
-    return Problem(409, message, errors=errors)
-
-
-def _flush(session: Session) -> None:
-    try:
-        session.flush()
-    except IntegrityError as error:
-        session.rollback()
-        raise _conflict_from(error) from None
-
-
-def _commit(session: Session) -> None:
-    try:
-        session.commit()
-    except IntegrityError as error:
-        session.rollback()
-        raise _conflict_from(error) from None
-
+from healthapp.unit_of_work import constraint_error, unit_of_work
 
 # Users ---------------------------------------------------------------------------------
 
@@ -70,6 +46,17 @@ def get(*, session: Session, user_id: uuid.UUID) -> User | None:
 def get_by_username(*, session: Session, username: str) -> User | None:
     """The user called ``username``, if any."""
     return session.scalars(select(User).where(User.username == username)).one_or_none()
+
+
+def authenticate(*, session: Session, username: str, password: str) -> User | None:
+    """The user these credentials belong to; ``None`` alike for unknown user and wrong password."""
+    user = get_by_username(session=session, username=username.lower())
+    if user is None:
+        verify_against_dummy(password)
+        return None
+    if not verify_password(user.password_hash, password):
+        return None
+    return user
 
 
 def list_users(*, session: Session, query: UserListQuery) -> tuple[Sequence[User], str | None]:
@@ -88,7 +75,7 @@ def list_users(*, session: Session, query: UserListQuery) -> tuple[Sequence[User
 
 
 def create(*, session: Session, user_in: UserCreate) -> User:
-    """Register a user; a username or email already taken is a 409."""
+    """Register a user; a username or email already taken is a conflict."""
     user = User(
         id=uuid.uuid4(),
         username=user_in.username,
@@ -96,157 +83,190 @@ def create(*, session: Session, user_in: UserCreate) -> User:
         role=user_in.role.value,
         password_hash=hash_password(user_in.password),
     )
-    session.add(user)
-    try:
-        session.flush()
-    except IntegrityError as error:
-        session.rollback()
-        raise _conflict_from(error) from None
-    enqueue_users(session=session, users=[(user.id, user.username)])
-    _commit(session)
+    with unit_of_work(session):
+        session.add(user)
+        session.flush()  # a taken username or email is refused here, before the outbox row
+        _record_changed(session, user)
     return user
 
 
 def update(*, session: Session, user: User, user_in: UserUpdate) -> User:
     """Change a user's email, password or role (the caller checked who may change what)."""
     fields = user_in.model_fields_set
-    if "email" in fields and user_in.email is not None:
-        user.email = str(user_in.email)
-    if "password" in fields and user_in.password is not None:
-        user.password_hash = hash_password(user_in.password)
-    if "role" in fields and user_in.role is not None:
-        user.role = user_in.role.value
-    changed = sorted(name for name in fields if getattr(user_in, name) is not None)
-    _flush(session)  # a taken email is a 409 here, before the event is recorded
-    if changed:
-        # Field names only: never the new email, password or its hash.
-        _audit(session, "user.update", user, fields=changed)
-    _commit(session)
+    with unit_of_work(session):
+        if "email" in fields and user_in.email is not None:
+            user.email = str(user_in.email)
+        if "password" in fields and user_in.password is not None:
+            user.password_hash = hash_password(user_in.password)
+        if "role" in fields and user_in.role is not None:
+            user.role = user_in.role.value
+        changed = sorted(name for name in fields if getattr(user_in, name) is not None)
+        session.flush()  # a taken email is refused here, before the event is recorded
+        if changed:
+            # Field names only: never the new email, password or its hash.
+            _audit(session, "user.update", user, fields=changed)
     return user
 
 
 def delete(*, session: Session, user: User) -> None:
     """Delete a user with profile, diseases and check-ups; the report goes at the next sync."""
-    enqueue_users(session=session, users=[(user.id, user.username)])
-    _audit(session, "user.delete", user)
-    session.execute(sql_delete(User).where(User.id == user.id))
-    session.commit()
+    with unit_of_work(session):
+        _record_changed(session, user)
+        _audit(session, "user.delete", user)
+        session.execute(sql_delete(User).where(User.id == user.id))
 
 
 # Profile -------------------------------------------------------------------------------
 
 
-def get_profile(*, session: Session, user_id: uuid.UUID) -> Profile | None:
-    """The user's profile, if one exists."""
-    return session.get(Profile, user_id)
+def get_profile(*, session: Session, user: User) -> Profile | None:
+    """The user's profile, if one exists; its read is recorded."""
+    profile = session.get(Profile, user.id)
+    if profile is not None:
+        _record_read(session, "profile.read", user)
+    return profile
 
 
 def create_profile(*, session: Session, user: User, profile_in: ProfileCreate) -> Profile:
-    """Create the user's profile; a second one is a 409."""
-    if session.get(Profile, user.id) is not None:
-        raise Problem(409, "This user already has a profile; change it with PATCH.")
-    profile = Profile(user_id=user.id, **profile_in.model_dump())
-    session.add(profile)
-    try:
+    """Create the user's profile; a second one is a conflict."""
+    with unit_of_work(session):
+        if session.get(Profile, user.id) is not None:
+            raise constraint_error("pk_profiles")
+        profile = Profile(user_id=user.id, **profile_in.model_dump())
+        session.add(profile)
         session.flush()
-    except IntegrityError:
-        session.rollback()
-        raise Problem(409, "This user already has a profile; change it with PATCH.") from None
-    enqueue_users(session=session, users=[(user.id, user.username)])
-    _audit(
-        session, "profile.update", user, change="create", fields=sorted(profile_in.model_fields_set)
-    )
-    session.commit()
+        _record_changed(session, user)
+        _audit(
+            session,
+            "profile.update",
+            user,
+            change="create",
+            fields=sorted(profile_in.model_fields_set),
+        )
     session.refresh(profile)
     return profile
 
 
-def update_profile(
-    *, session: Session, user: User, profile: Profile, profile_in: ProfileUpdate
-) -> Profile:
+def update_profile(*, session: Session, user: User, profile_in: ProfileUpdate) -> Profile:
     """Change the fields the request names; ``null`` clears a field."""
-    _apply(profile, profile_in.model_dump(include=profile_in.model_fields_set))
-    enqueue_users(session=session, users=[(user.id, user.username)])
-    _audit(
-        session, "profile.update", user, change="update", fields=sorted(profile_in.model_fields_set)
-    )
-    session.commit()
+    with unit_of_work(session):
+        profile = _profile_of(session, user)
+        _apply(profile, profile_in.model_dump(include=profile_in.model_fields_set))
+        _record_changed(session, user)
+        _audit(
+            session,
+            "profile.update",
+            user,
+            change="update",
+            fields=sorted(profile_in.model_fields_set),
+        )
     session.refresh(profile)
     return profile
 
 
-def delete_profile(*, session: Session, user: User, profile: Profile) -> None:
+def delete_profile(*, session: Session, user: User) -> None:
     """Delete the user's profile."""
-    session.delete(profile)
-    enqueue_users(session=session, users=[(user.id, user.username)])
-    _audit(session, "profile.update", user, change="delete")
-    session.commit()
+    with unit_of_work(session):
+        session.delete(_profile_of(session, user))
+        _record_changed(session, user)
+        _audit(session, "profile.update", user, change="delete")
+
+
+def _profile_of(session: Session, user: User) -> Profile:
+    profile = session.get(Profile, user.id)
+    if profile is None:
+        raise NotFound("The profile does not exist.")
+    return profile
 
 
 # Diseases ------------------------------------------------------------------------------
 
 
 def list_diseases(
-    *, session: Session, user_id: uuid.UUID, query: PageQuery
+    *, session: Session, user: User, query: PageQuery
 ) -> tuple[Sequence[Disease], str | None]:
-    """A page of the user's diseases, oldest record first."""
-    return paginate_by_time(
+    """A page of the user's diseases, oldest record first; its read is recorded."""
+    diseases, next_cursor = paginate_by_time(
         session=session,
-        stmt=select(Disease).where(Disease.user_id == user_id),
+        stmt=select(Disease).where(Disease.user_id == user.id),
         time_column=Disease.created_at,
         id_column=Disease.id,
         limit=query.limit,
         cursor=query.cursor,
     )
+    _record_read(session, "diseases.read", user, listed=len(diseases))
+    return diseases, next_cursor
 
 
-def get_disease(*, session: Session, user_id: uuid.UUID, disease_id: uuid.UUID) -> Disease | None:
-    """The user's disease ``disease_id``, if it is theirs."""
-    disease = session.get(Disease, disease_id)
-    return disease if disease is not None and disease.user_id == user_id else None
+def get_disease(*, session: Session, user: User, disease_id: uuid.UUID) -> Disease | None:
+    """The user's disease ``disease_id``, if it is theirs; its read is recorded."""
+    disease = _find_disease(session, user, disease_id)
+    if disease is not None:
+        _record_read(session, "diseases.read", user, disease_id=str(disease_id))
+    return disease
 
 
 def create_disease(*, session: Session, user: User, disease_in: DiseaseCreate) -> Disease:
     """Record a disease for the user."""
     disease = Disease(id=uuid.uuid4(), user_id=user.id, **disease_in.model_dump())
-    session.add(disease)
-    enqueue_users(session=session, users=[(user.id, user.username)])
-    _audit(session, "diseases.update", user, change="create", disease_id=str(disease.id))
-    session.commit()
+    with unit_of_work(session):
+        session.add(disease)
+        _record_changed(session, user)
+        _audit(session, "diseases.update", user, change="create", disease_id=str(disease.id))
     session.refresh(disease)
     return disease
 
 
 def update_disease(
-    *, session: Session, user: User, disease: Disease, disease_in: DiseaseUpdate
+    *, session: Session, user: User, disease_id: uuid.UUID, disease_in: DiseaseUpdate
 ) -> Disease:
-    """Change the fields the request names."""
-    _apply(disease, disease_in.model_dump(include=disease_in.model_fields_set))
-    enqueue_users(session=session, users=[(user.id, user.username)])
-    _audit(
-        session,
-        "diseases.update",
-        user,
-        change="update",
-        disease_id=str(disease.id),
-        fields=sorted(disease_in.model_fields_set),
-    )
-    session.commit()
+    """Change the fields the request names of one of the user's diseases."""
+    with unit_of_work(session):
+        disease = _disease_of(session, user, disease_id)
+        _apply(disease, disease_in.model_dump(include=disease_in.model_fields_set))
+        _record_changed(session, user)
+        _audit(
+            session,
+            "diseases.update",
+            user,
+            change="update",
+            disease_id=str(disease.id),
+            fields=sorted(disease_in.model_fields_set),
+        )
     return disease
 
 
-def delete_disease(*, session: Session, user: User, disease: Disease) -> None:
+def delete_disease(*, session: Session, user: User, disease_id: uuid.UUID) -> None:
     """Delete one of the user's diseases."""
-    session.delete(disease)
-    enqueue_users(session=session, users=[(user.id, user.username)])
-    _audit(session, "diseases.update", user, change="delete", disease_id=str(disease.id))
-    session.commit()
+    with unit_of_work(session):
+        session.delete(_disease_of(session, user, disease_id))
+        _record_changed(session, user)
+        _audit(session, "diseases.update", user, change="delete", disease_id=str(disease_id))
 
 
-def record_read(*, session: Session, action: str, user: User, **details: Any) -> None:
-    """Record that the caller was shown ``user``'s health data (names and counts only),
-    committed before the answer goes out."""
-    audit.record_reads(
+def _find_disease(session: Session, user: User, disease_id: uuid.UUID) -> Disease | None:
+    disease = session.get(Disease, disease_id)
+    return disease if disease is not None and disease.user_id == user.id else None
+
+
+def _disease_of(session: Session, user: User, disease_id: uuid.UUID) -> Disease:
+    disease = _find_disease(session, user, disease_id)
+    if disease is None:
+        raise NotFound("The disease does not exist.")
+    return disease
+
+
+# Outbox and audit ------------------------------------------------------------------------
+
+
+def _record_changed(session: Session, user: User) -> None:
+    """Queue the rebuild of ``user``'s report in the current transaction."""
+    record_changed_users(session=session, users={user.id: user.username})
+
+
+def _record_read(session: Session, action: str, user: User, **details: Any) -> None:
+    """Record that the caller was shown ``user``'s health data (names and counts only)."""
+    audit.record_read(
         session=session, action=action, subjects=[audit.Subject(user.id, user.username, details)]
     )
 
@@ -254,11 +274,7 @@ def record_read(*, session: Session, action: str, user: User, **details: Any) ->
 def _audit(session: Session, action: str, user: User, **details: Any) -> None:
     """Record ``action`` on ``user``'s data in the current transaction (names, never values)."""
     audit.record(
-        session=session,
-        action=action,
-        subject_id=user.id,
-        subject_username=user.username,
-        details=details,
+        session=session, action=action, subjects=[audit.Subject(user.id, user.username, details)]
     )
 
 

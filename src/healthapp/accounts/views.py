@@ -23,19 +23,13 @@ from healthapp.accounts.schemas import (
     UserRead,
     UserUpdate,
 )
-from healthapp.auth.access import (
-    ALL_ROLES,
-    STAFF,
-    Principal,
-    current_principal,
-    principal_from_token,
-    public,
-    requires,
-)
+from healthapp.auth import policy
+from healthapp.auth.access import current_principal, principal_from_token, public, requires
+from healthapp.auth.policy import Principal
 from healthapp.database import db
 from healthapp.domain.roles import Role
 from healthapp.pagination import PageQuery
-from healthapp.problems import Problem, not_found
+from healthapp.problems import not_found
 from healthapp.request_parsing import json_body, query_args
 
 bp = APIBlueprint("accounts", __name__, url_prefix="/api/v1/users", tag="Users")
@@ -45,8 +39,7 @@ _ERRORS = [400, 401, 404, 415, 422]
 
 def _visible_user(user_id: uuid.UUID) -> User:
     """The user ``user_id`` if the caller may see them; 404 otherwise, so ids can't be probed."""
-    principal = current_principal()
-    principal.require_sees(user_id)
+    policy.require_read(current_principal(), user_id)
     user = service.get(session=db.session, user_id=user_id)
     if user is None:
         raise not_found("user")
@@ -65,7 +58,7 @@ def _optional_principal() -> Principal | None:
 @bp.get("/")
 @bp.output(UserPage)
 @bp.doc(responses=[400, 401, 403, 422])
-@requires(STAFF)
+@requires(policy.LIST_USERS)
 @query_args(UserListQuery)
 def list_users(query: UserListQuery) -> UserPage:
     """List users (operator, admin); filter by ``?username=``."""
@@ -80,17 +73,15 @@ def list_users(query: UserListQuery) -> UserPage:
 @json_body(UserCreate)
 def create_user(body: UserCreate) -> UserRead:
     """Register a patient; an admin's token may register any role."""
-    if body.role is not Role.PATIENT:
-        principal = _optional_principal()
-        if principal is None or principal.role is not Role.ADMIN:
-            raise Problem(403, "Only an admin may register a user with a role other than patient.")
+    if body.role is not Role.PATIENT:  # a patient registers without a token
+        policy.require_register(_optional_principal(), body.role)
     return UserRead.model_validate(service.create(session=db.session, user_in=body))
 
 
 @bp.get("/<uuid:user_id>")
 @bp.output(UserRead)
 @bp.doc(responses=[401, 404])
-@requires(ALL_ROLES)
+@requires(policy.ALL_ROLES)
 def get_user(user_id: uuid.UUID) -> UserRead:
     """Read a user."""
     return UserRead.model_validate(_visible_user(user_id))
@@ -99,29 +90,25 @@ def get_user(user_id: uuid.UUID) -> UserRead:
 @bp.patch("/<uuid:user_id>")
 @bp.output(UserRead)
 @bp.doc(responses=[*_ERRORS, 403, 409])
-@requires(ALL_ROLES)
+@requires(policy.ALL_ROLES)
 @json_body(UserUpdate)
 def update_user(user_id: uuid.UUID, body: UserUpdate) -> UserRead:
     """Change a user's email or password; an admin may change the role too."""
-    principal = current_principal()
     user = _visible_user(user_id)
-    if principal.role is not Role.ADMIN and principal.id != user.id:
-        raise Problem(403, "Only the user themself or an admin may change a user.")
-    if "role" in body.model_fields_set and principal.role is not Role.ADMIN:
-        raise Problem(403, "Only an admin may change a role.")
+    policy.require_change_user(
+        current_principal(), user.id, changes_role="role" in body.model_fields_set
+    )
     return UserRead.model_validate(service.update(session=db.session, user=user, user_in=body))
 
 
 @bp.delete("/<uuid:user_id>")
 @bp.output({}, status_code=204)
 @bp.doc(responses=[401, 403, 404])
-@requires(ALL_ROLES)
+@requires(policy.ALL_ROLES)
 def delete_user(user_id: uuid.UUID) -> tuple[str, int]:
     """Delete a user with their profile, diseases, check-ups and report (self or admin)."""
-    principal = current_principal()
     user = _visible_user(user_id)
-    if principal.role is not Role.ADMIN and principal.id != user.id:
-        raise Problem(403, "Only the user themself or an admin may delete a user.")
+    policy.require_delete_user(current_principal(), user.id)
     service.delete(session=db.session, user=user)
     return "", 204
 
@@ -130,32 +117,30 @@ def delete_user(user_id: uuid.UUID) -> tuple[str, int]:
 
 
 def _profile_owner(user_id: uuid.UUID, *, write: bool) -> User:
+    """The user whose health data is asked for, if the caller may read it (or change it)."""
     user = _visible_user(user_id)
-    principal = current_principal()
-    if write and principal.role is Role.OPERATOR and principal.id != user.id:
-        raise Problem(403, "Operators read profiles; only the user or an admin changes them.")
+    if write:
+        policy.require_change_health_data(current_principal(), user.id)
     return user
 
 
 @bp.get("/<uuid:user_id>/profile")
 @bp.output(ProfileRead)
 @bp.doc(responses=[401, 404])
-@requires(ALL_ROLES)
+@requires(policy.ALL_ROLES)
 def get_profile(user_id: uuid.UUID) -> ProfileRead:
     """Read a user's profile."""
     user = _profile_owner(user_id, write=False)
-    profile = service.get_profile(session=db.session, user_id=user.id)
+    profile = service.get_profile(session=db.session, user=user)
     if profile is None:
         raise not_found("profile")
-    answer = ProfileRead.model_validate(profile)
-    service.record_read(session=db.session, action="profile.read", user=user)
-    return answer
+    return ProfileRead.model_validate(profile)
 
 
 @bp.post("/<uuid:user_id>/profile")
 @bp.output(ProfileRead, status_code=201)
 @bp.doc(responses=[*_ERRORS, 403, 409])
-@requires(ALL_ROLES)
+@requires(policy.ALL_ROLES)
 @json_body(ProfileCreate)
 def create_profile(user_id: uuid.UUID, body: ProfileCreate) -> ProfileRead:
     """Create a user's profile (409 if one exists)."""
@@ -167,31 +152,23 @@ def create_profile(user_id: uuid.UUID, body: ProfileCreate) -> ProfileRead:
 @bp.patch("/<uuid:user_id>/profile")
 @bp.output(ProfileRead)
 @bp.doc(responses=[*_ERRORS, 403])
-@requires(ALL_ROLES)
+@requires(policy.ALL_ROLES)
 @json_body(ProfileUpdate)
 def update_profile(user_id: uuid.UUID, body: ProfileUpdate) -> ProfileRead:
     """Change a user's profile; ``null`` clears a field."""
     user = _profile_owner(user_id, write=True)
-    profile = service.get_profile(session=db.session, user_id=user.id)
-    if profile is None:
-        raise not_found("profile")
-    profile = service.update_profile(
-        session=db.session, user=user, profile=profile, profile_in=body
-    )
+    profile = service.update_profile(session=db.session, user=user, profile_in=body)
     return ProfileRead.model_validate(profile)
 
 
 @bp.delete("/<uuid:user_id>/profile")
 @bp.output({}, status_code=204)
 @bp.doc(responses=[401, 403, 404])
-@requires(ALL_ROLES)
+@requires(policy.ALL_ROLES)
 def delete_profile(user_id: uuid.UUID) -> tuple[str, int]:
     """Delete a user's profile."""
     user = _profile_owner(user_id, write=True)
-    profile = service.get_profile(session=db.session, user_id=user.id)
-    if profile is None:
-        raise not_found("profile")
-    service.delete_profile(session=db.session, user=user, profile=profile)
+    service.delete_profile(session=db.session, user=user)
     return "", 204
 
 
@@ -201,25 +178,21 @@ def delete_profile(user_id: uuid.UUID) -> tuple[str, int]:
 @bp.get("/<uuid:user_id>/diseases")
 @bp.output(DiseasePage)
 @bp.doc(responses=[400, 401, 404, 422])
-@requires(ALL_ROLES)
+@requires(policy.ALL_ROLES)
 @query_args(PageQuery)
 def list_diseases(user_id: uuid.UUID, query: PageQuery) -> DiseasePage:
     """List a user's diseases."""
     user = _profile_owner(user_id, write=False)
-    diseases, next_cursor = service.list_diseases(session=db.session, user_id=user.id, query=query)
-    answer = DiseasePage(
+    diseases, next_cursor = service.list_diseases(session=db.session, user=user, query=query)
+    return DiseasePage(
         items=[DiseaseRead.model_validate(d) for d in diseases], next_cursor=next_cursor
     )
-    service.record_read(
-        session=db.session, action="diseases.read", user=user, listed=len(answer.items)
-    )
-    return answer
 
 
 @bp.post("/<uuid:user_id>/diseases")
 @bp.output(DiseaseRead, status_code=201)
 @bp.doc(responses=[*_ERRORS, 403])
-@requires(ALL_ROLES)
+@requires(policy.ALL_ROLES)
 @json_body(DiseaseCreate)
 def create_disease(user_id: uuid.UUID, body: DiseaseCreate) -> DiseaseRead:
     """Record a disease for a user."""
@@ -228,37 +201,29 @@ def create_disease(user_id: uuid.UUID, body: DiseaseCreate) -> DiseaseRead:
     return DiseaseRead.model_validate(disease)
 
 
-def _visible_disease(user: User, disease_id: uuid.UUID):  # type: ignore[no-untyped-def]
-    disease = service.get_disease(session=db.session, user_id=user.id, disease_id=disease_id)
-    if disease is None:
-        raise not_found("disease")
-    return disease
-
-
 @bp.get("/<uuid:user_id>/diseases/<uuid:disease_id>")
 @bp.output(DiseaseRead)
 @bp.doc(responses=[401, 404])
-@requires(ALL_ROLES)
+@requires(policy.ALL_ROLES)
 def get_disease(user_id: uuid.UUID, disease_id: uuid.UUID) -> DiseaseRead:
     """Read one of a user's diseases."""
     user = _profile_owner(user_id, write=False)
-    answer = DiseaseRead.model_validate(_visible_disease(user, disease_id))
-    service.record_read(
-        session=db.session, action="diseases.read", user=user, disease_id=str(disease_id)
-    )
-    return answer
+    disease = service.get_disease(session=db.session, user=user, disease_id=disease_id)
+    if disease is None:
+        raise not_found("disease")
+    return DiseaseRead.model_validate(disease)
 
 
 @bp.patch("/<uuid:user_id>/diseases/<uuid:disease_id>")
 @bp.output(DiseaseRead)
 @bp.doc(responses=[*_ERRORS, 403])
-@requires(ALL_ROLES)
+@requires(policy.ALL_ROLES)
 @json_body(DiseaseUpdate)
 def update_disease(user_id: uuid.UUID, disease_id: uuid.UUID, body: DiseaseUpdate) -> DiseaseRead:
     """Change one of a user's diseases."""
     user = _profile_owner(user_id, write=True)
     disease = service.update_disease(
-        session=db.session, user=user, disease=_visible_disease(user, disease_id), disease_in=body
+        session=db.session, user=user, disease_id=disease_id, disease_in=body
     )
     return DiseaseRead.model_validate(disease)
 
@@ -266,11 +231,9 @@ def update_disease(user_id: uuid.UUID, disease_id: uuid.UUID, body: DiseaseUpdat
 @bp.delete("/<uuid:user_id>/diseases/<uuid:disease_id>")
 @bp.output({}, status_code=204)
 @bp.doc(responses=[401, 403, 404])
-@requires(ALL_ROLES)
+@requires(policy.ALL_ROLES)
 def delete_disease(user_id: uuid.UUID, disease_id: uuid.UUID) -> tuple[str, int]:
     """Delete one of a user's diseases."""
     user = _profile_owner(user_id, write=True)
-    service.delete_disease(
-        session=db.session, user=user, disease=_visible_disease(user, disease_id)
-    )
+    service.delete_disease(session=db.session, user=user, disease_id=disease_id)
     return "", 204

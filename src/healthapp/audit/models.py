@@ -1,8 +1,10 @@
-"""The audit table: one row per read or change of someone's health data."""
+"""The audit table: one row per read or change of someone's health data, and the shape of a row."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -11,9 +13,25 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from healthapp.orm import Base
+from healthapp.request_context import Actor
 
 #: What an action looks like: dotted lower-case words (``report.read``).
 ACTION_PATTERN = r"^[a-z_]+(\.[a-z_]+)+$"
+
+#: The only keys ``details`` may carry: counts, ids, field names and change kinds. A health
+#: value, a password or a token has no key here, so it cannot be recorded by mistake.
+DETAIL_KEYS = frozenset(
+    {
+        "change",
+        "fields",
+        "disease_id",
+        "checkup_id",
+        "created",
+        "duplicates",
+        "upload",
+        "listed",
+    }
+)
 
 
 class AuditEvent(Base):
@@ -62,3 +80,42 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(
         JSONB, server_default=text("'{}'::jsonb"), default=dict
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """Whose data an event is about, with what happened to it in counts and ids."""
+
+    id: uuid.UUID | None
+    username: str | None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+def event_row(
+    *,
+    actor: Actor,
+    action: str,
+    subject: Subject,
+    request_id: str | None,
+    source_id: str | None = None,
+    occurred_at: Any = None,
+) -> dict[str, Any]:
+    """The column values of one event; unknown ``details`` keys are a programming error."""
+    unknown = set(subject.details) - DETAIL_KEYS
+    if unknown:
+        raise ValueError(f"audit details may not carry {sorted(unknown)}")
+    row: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "actor_id": actor.id,
+        "actor_username": actor.username,
+        "actor_role": actor.role,
+        "action": action,
+        "subject_id": subject.id,
+        "subject_username": subject.username,
+        "request_id": request_id,
+        "source_id": source_id,
+        "details": dict(subject.details),
+    }
+    if occurred_at is not None:
+        row["occurred_at"] = occurred_at
+    return row

@@ -12,7 +12,8 @@ stream entry id), committed, and only then deleted with ``XDEL``. A crash after 
 leaves the entries in the stream; the next drain inserts nothing for them and deletes them.
 
 This module is imported by the Reports API, which must load no table and no database
-driver: the draining side imports the audit service inside the functions that use it.
+driver: the draining side, which only the worker and the CLI run, imports the audit table
+(``healthapp.audit.models``) and SQLAlchemy inside the functions that use them.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from typing import TYPE_CHECKING, Any, cast
 import redis
 import structlog
 
-from healthapp.audit.context import Actor
+from healthapp.errors import Unavailable
 from healthapp.extensions import run_command
-from healthapp.problems import store_unreachable
+from healthapp.request_context import Actor
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -118,12 +119,12 @@ def _publish(
         # Redis refused the write (out of memory, say): a read that cannot be recorded is
         # not served, like any other store failure.
         _log.warning("audit stream refused a report read", error=type(error).__name__)
-        raise store_unreachable() from None
+        raise Unavailable("A backing store is unreachable; retry shortly.") from None
 
 
 def rows_of_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> list[dict[str, Any]]:
     """The audit rows of one stream entry (one per subject); none for a malformed entry."""
-    from healthapp.audit.service import Subject, event_row
+    from healthapp.audit.models import Subject, event_row
 
     source = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     try:
@@ -162,13 +163,24 @@ def store_entries(engine: Engine, entries: Sequence[tuple[Any, dict[bytes, bytes
 
     Returns how many events were new.
     """
+    from sqlalchemy.dialects.postgresql import insert
     from sqlalchemy.orm import Session
 
-    from healthapp.audit.service import store_streamed
+    from healthapp.audit.models import AuditEvent
+    from healthapp.unit_of_work import unit_of_work
 
     rows = [row for entry_id, fields in entries for row in rows_of_entry(entry_id, fields)]
-    with Session(engine) as session, session.begin():
-        return store_streamed(session=session, rows=rows)
+    if not rows:
+        return 0
+    # A row whose ``source_id`` is stored was drained before (a crash before the XDEL).
+    stmt = (
+        insert(AuditEvent)
+        .on_conflict_do_nothing(index_elements=[AuditEvent.source_id])
+        .returning(AuditEvent.id)
+    )
+    with Session(engine) as session, unit_of_work(session):
+        # Executemany: SQLAlchemy packs the rows into multi-row INSERTs of bounded size.
+        return len(session.execute(stmt, rows).all())
 
 
 def drain_read_events(

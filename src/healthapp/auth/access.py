@@ -1,8 +1,9 @@
-"""Who is calling and what they may do: bearer tokens checked, roles enforced.
+"""Who is calling and which operations their role may call: bearer tokens checked.
 
 Each protected view declares the roles that may call it with ``@requires(...)`` (and which
 token, access or refresh, it takes); the declaration is kept on the view so tests can derive
-the role matrix from the route table.
+the role matrix from the route table. Whose data the caller may then read or change is
+``healthapp.auth.policy``'s to say.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -21,33 +21,28 @@ from flask_jwt_extended import get_jwt, verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt.exceptions import PyJWTError
 
-from healthapp.audit.context import Actor, set_actor
+from healthapp.auth.policy import ADMIN_ONLY, ALL_ROLES, STAFF, Principal
 from healthapp.domain.roles import Role
-from healthapp.problems import Problem, not_found
+from healthapp.problems import Problem
+from healthapp.request_context import Actor, set_actor
+
+__all__ = [
+    "ADMIN_ONLY",
+    "ALL_ROLES",
+    "STAFF",
+    "VERIFIED_TOKENS_EXTENSION",
+    "Principal",
+    "VerifiedTokens",
+    "bearer_token",
+    "current_principal",
+    "principal_from_token",
+    "public",
+    "requires",
+    "unauthorized",
+    "verified_tokens",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-ALL_ROLES = frozenset(Role)
-STAFF = frozenset({Role.OPERATOR, Role.ADMIN})
-ADMIN_ONLY = frozenset({Role.ADMIN})
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """The authenticated caller, as its access token describes it."""
-
-    id: uuid.UUID
-    username: str
-    role: Role
-
-    def can_see(self, user_id: uuid.UUID) -> bool:
-        """Whether the caller may read ``user_id``'s data."""
-        return self.role.sees_everyone or self.id == user_id
-
-    def require_sees(self, user_id: uuid.UUID, what: str = "user") -> None:
-        """A 404 (not a 403: ids cannot be probed) unless the caller may see ``user_id``."""
-        if not self.can_see(user_id):
-            raise not_found(what)
 
 
 def unauthorized(detail: str = "A valid bearer access token is required.") -> Problem:

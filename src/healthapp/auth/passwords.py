@@ -1,4 +1,4 @@
-"""argon2id password hashing."""
+"""argon2id password hashing; what a password may be is the accounts' policy."""
 
 from __future__ import annotations
 
@@ -7,9 +7,6 @@ from functools import cache
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, has_app_context
-
-MIN_PASSWORD_LENGTH = 10
-MAX_PASSWORD_LENGTH = 256
 
 
 @cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 from apiflask import APIBlueprint
 from flask import current_app
 
+from healthapp.accounts import service as accounts
 from healthapp.auth import service
 from healthapp.auth.access import ALL_ROLES, current_principal, public, requires, unauthorized
 from healthapp.auth.schemas import TokenCreate, TokenRead
@@ -32,7 +33,7 @@ def _per_address_limit() -> str:
 @json_body(TokenCreate)
 def create_token(body: TokenCreate) -> TokenRead:
     """Exchange a username and password for an access and a refresh token."""
-    user = service.authenticate(session=db.session, username=body.username, password=body.password)
+    user = accounts.authenticate(session=db.session, username=body.username, password=body.password)
     if user is None:
         raise unauthorized("The username or password is wrong.")
     return service.issue_tokens(user=user)
@@ -44,7 +45,8 @@ def create_token(body: TokenCreate) -> TokenRead:
 @requires(ALL_ROLES, refresh=True)
 def refresh_token() -> TokenRead:
     """Exchange a refresh token for a new access token."""
-    user = service.refresh(session=db.session, user_id=current_principal().id)
+    # The user as stored now: a deleted account gets no token, a changed role the new one.
+    user = accounts.get(session=db.session, user_id=current_principal().id)
     if user is None:
         raise unauthorized("The account no longer exists.")
     return service.issue_tokens(user=user, with_refresh=False)

@@ -11,8 +11,10 @@ The bulk upload is set-based and takes one of two paths, in one transaction eith
   concurrent uploads of the same ids instead of failing) and one more query compares the
   rest with what is stored, to tell duplicates from conflicts.
 
-Both queue the report rebuild of every user that got a new check-up, one outbox row per
-user, and record one ``checkups.upload`` audit event per such user, in the same transaction.
+Both then queue the report rebuild of every user that got a new check-up, one outbox row
+per user, and record one ``checkups.upload`` audit event per such user, in the same
+transaction. An item naming a retired machine (``"active": false``) is refused: a retired
+machine takes no new check-ups (SPEC §5).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ import psycopg
 from psycopg.types.json import set_json_dumps
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from healthapp.audit import service as audit
@@ -41,10 +42,10 @@ from healthapp.checkups.schemas import (
     item_error,
     sort_errors,
 )
-from healthapp.observability import bound_request_id
-from healthapp.outbox.service import enqueue_user_ids
+from healthapp.errors import Conflict, InvalidInput, NotFound, Unavailable
+from healthapp.outbox.service import record_changed_users
 from healthapp.pagination_sql import paginate_by_time
-from healthapp.problems import Problem, store_unreachable
+from healthapp.unit_of_work import unit_of_work
 
 _STAGING_TABLE = """
 CREATE TEMPORARY TABLE checkup_staging (
@@ -65,10 +66,9 @@ _COPY_STAGING = (
 )
 _STAGING_TYPES = ["int4", "uuid", "uuid", "uuid", "text", "jsonb", "text", "timestamptz"]
 
-# New rows are stored and their users queued for a report rebuild in one statement: the
-# outbox gets one row per distinct user that received at least one new check-up. Rows go
-# in id order, so concurrent uploads sharing ids wait on each other in the same order and
-# never deadlock; of one id sent twice, the first item is the one stored.
+# New rows are stored, and counted per user, in one statement. Rows go in id order, so
+# concurrent uploads sharing ids wait on each other in the same order and never deadlock;
+# of one id sent twice, the first item is the one stored.
 _INSERT_NEW = text("""
 WITH inserted AS (
     INSERT INTO checkups (id, user_id, machine_id, checkup_type, information,
@@ -79,10 +79,6 @@ WITH inserted AS (
     ORDER BY id, ord
     ON CONFLICT (id) DO NOTHING
     RETURNING user_id
-), queued AS (
-    INSERT INTO report_outbox (user_id, username, request_id)
-    SELECT u.id, u.username, CAST(:request_id AS text) FROM users u
-    WHERE u.id IN (SELECT DISTINCT user_id FROM inserted)
 )
 SELECT user_id, count(*) FROM inserted GROUP BY user_id
 """)
@@ -103,17 +99,14 @@ _COPY_CHECKUPS = (
 _CHECKUP_TYPES = ["uuid", "uuid", "uuid", "text", "jsonb", "text", "timestamptz", "uuid"]
 
 _NO_JIT = text("SET LOCAL jit = off")
-_QUEUE_USERS = text(
-    "INSERT INTO report_outbox (user_id, username, request_id)"
-    " SELECT id, username, CAST(:request_id AS text) FROM users WHERE id = ANY(:ids)"
-)
 _EXISTING_USERS = text("SELECT id, username FROM users WHERE id = ANY(:ids)")
 _USERNAME = text("SELECT username FROM users WHERE id = :id")
-_EXISTING_MACHINES = text("SELECT id FROM machines WHERE id = ANY(:ids)")
+_EXISTING_MACHINES = text("SELECT id, active FROM machines WHERE id = ANY(:ids)")
 
 _NOT_YOURS = "a patient may upload check-ups only for themself"
 _UNKNOWN_USER = "no user has this id"
 _UNKNOWN_MACHINE = "no machine has this id"
+_RETIRED_MACHINE = "this machine is retired and takes no new check-ups"
 _CONFLICT = "a check-up with this id is already stored with different content"
 
 
@@ -149,19 +142,19 @@ def ingest_checkups(
     items = parsed.valid
     if only_user_id is not None:
         items = _keep_own(items, only_user_id, errors)
-    try:
+    # A user or machine deleted between the check below and the insert breaks a foreign
+    # key: the unit of work answers that as a conflict, and the upload can be retried.
+    with unit_of_work(session):
         # Each statement here is short; compiling one (PostgreSQL's JIT) costs more than it.
         session.execute(_NO_JIT)
-        items, usernames = _keep_known(session, items, errors)
+        items, usernames = _keep_usable(session, items, errors)
         if errors and atomic:
-            raise Problem(
-                422,
+            raise InvalidInput(
                 f"{_count_items(errors)} of {parsed.total} check-ups are invalid; "
                 "nothing was stored.",
                 errors=sort_errors(errors),
             )
         if not items:
-            session.rollback()
             return IngestOutcome(created=0, duplicates=0, errors=sort_errors(errors))
         if _copy_if_all_new(session, items, uploaded_by):
             created_per_user = Counter(item.user_id for _, item in items)
@@ -172,12 +165,14 @@ def ingest_checkups(
             conflicts = _conflicting_items(session) if new < len(items) else []
         created = sum(created_per_user.values())
         if conflicts and atomic:
-            raise Problem(
-                409,
+            raise Conflict(
                 f"{len(conflicts)} check-up ids are already stored with different content "
                 f"(items {_list_indices(conflicts)}); nothing was stored.",
                 errors=[item_error(i, "id", _CONFLICT, "conflict") for i in conflicts],
             )
+        record_changed_users(
+            session=session, users={user_id: usernames[user_id] for user_id in created_per_user}
+        )
         _audit_upload(
             session,
             items=items,
@@ -191,16 +186,6 @@ def ingest_checkups(
                 "rejected": len({error["loc"][1] for error in errors} | set(conflicts)),
             },
         )
-        session.commit()
-    except (IntegrityError, psycopg.errors.ForeignKeyViolation):
-        session.rollback()
-        # A user or machine checked a moment ago was deleted before the insert.
-        raise Problem(
-            409, "A user or machine of this upload was deleted meanwhile; retry the upload."
-        ) from None
-    except BaseException:
-        session.rollback()
-        raise
     errors.extend(item_error(i, "id", _CONFLICT, "conflict") for i in conflicts)
     return IngestOutcome(
         created=created,
@@ -223,30 +208,37 @@ def _keep_own(
     return kept
 
 
-def _keep_known(
+def _keep_usable(
     session: Session,
     items: list[tuple[int, CheckupCreateBase]],
     errors: list[dict[str, Any]],
 ) -> tuple[list[tuple[int, CheckupCreateBase]], dict[uuid.UUID, str]]:
-    """The items whose user and machine exist, and the users' names; one query for each."""
+    """The items whose user exists and whose machine exists and is in service, and the
+    users' names; one query for the users, one for the machines."""
     if not items:
         return items, {}
     user_ids = list({item.user_id for _, item in items})
     machine_ids = list({item.machine_id for _, item in items})
     users: dict[uuid.UUID, str] = dict(session.execute(_EXISTING_USERS, {"ids": user_ids}).all())
-    machines = set(session.scalars(_EXISTING_MACHINES, {"ids": machine_ids}))
-    if len(users) == len(user_ids) and len(machines) == len(machine_ids):
+    active: dict[uuid.UUID, bool] = dict(
+        session.execute(_EXISTING_MACHINES, {"ids": machine_ids}).all()
+    )
+    if len(users) == len(user_ids) and len(active) == len(machine_ids) and all(active.values()):
         return items, users
     kept = []
     for index, item in items:
-        known = True
+        usable = True
         if item.user_id not in users:
             errors.append(item_error(index, "user_id", _UNKNOWN_USER, "unknown_user"))
-            known = False
-        if item.machine_id not in machines:
+            usable = False
+        in_service = active.get(item.machine_id)
+        if in_service is None:
             errors.append(item_error(index, "machine_id", _UNKNOWN_MACHINE, "unknown_machine"))
-            known = False
-        if known:
+            usable = False
+        elif not in_service:
+            errors.append(item_error(index, "machine_id", _RETIRED_MACHINE, "retired_machine"))
+            usable = False
+        if usable:
             kept.append((index, item))
     return kept, users
 
@@ -278,10 +270,6 @@ def _copy_if_all_new(
                         write_row(row)
         except psycopg.errors.UniqueViolation:
             return False
-    session.execute(
-        _QUEUE_USERS,
-        {"ids": list({item.user_id for _, item in items}), "request_id": bound_request_id()},
-    )
     return True
 
 
@@ -313,9 +301,7 @@ def _insert_new(
             write_row = copy.write_row
             for row in _staging_rows(items):
                 write_row(row)
-    rows = session.execute(
-        _INSERT_NEW, {"uploaded_by": uploaded_by, "request_id": bound_request_id()}
-    ).all()
+    rows = session.execute(_INSERT_NEW, {"uploaded_by": uploaded_by}).all()
     return Counter(dict(rows))
 
 
@@ -334,7 +320,7 @@ def _audit_upload(
     sent = Counter(item.user_id for _, item in items)
     conflicting = set(conflicts)
     conflicts_per_user = Counter(item.user_id for index, item in items if index in conflicting)
-    audit.record_each(
+    audit.record(
         session=session,
         action="checkups.upload",
         subjects=[
@@ -375,7 +361,7 @@ def _store_errors() -> Iterator[None]:
     try:
         yield
     except psycopg.OperationalError:
-        raise store_unreachable() from None
+        raise Unavailable("A backing store is unreachable; retry shortly.") from None
 
 
 def _conflicting_items(session: Session) -> list[int]:
@@ -394,15 +380,33 @@ def _list_indices(indices: Sequence[int], shown: int = 10) -> str:
 # Reading and deleting -----------------------------------------------------------------
 
 
-def get(*, session: Session, checkup_id: uuid.UUID) -> Checkup | None:
-    """The check-up ``checkup_id``, if any."""
-    return session.get(Checkup, checkup_id)
+def get(
+    *, session: Session, checkup_id: uuid.UUID, user_id: uuid.UUID | None = None
+) -> Checkup | None:
+    """The check-up ``checkup_id`` (only if it is ``user_id``'s, when given); its read is
+    recorded."""
+    checkup = session.get(Checkup, checkup_id)
+    if checkup is None or (user_id is not None and checkup.user_id != user_id):
+        return None
+    audit.record_read(
+        session=session,
+        action="checkups.read",
+        subjects=[
+            audit.Subject(
+                checkup.user_id,
+                session.scalar(_USERNAME, {"id": checkup.user_id}),
+                {"checkup_id": str(checkup.id)},
+            )
+        ],
+    )
+    return checkup
 
 
 def list_checkups(
     *, session: Session, query: CheckupListQuery, user_id: uuid.UUID | None
 ) -> tuple[Sequence[Checkup], str | None]:
-    """A page of check-ups, newest ``taken_at`` first, filtered as the query asks.
+    """A page of check-ups, newest ``taken_at`` first, filtered as the query asks; its read
+    is recorded.
 
     ``user_id`` (the query's or the caller's own, for patients) restricts to one user.
     """
@@ -411,7 +415,7 @@ def list_checkups(
         stmt = stmt.where(Checkup.user_id == user_id)
     if query.checkup_type is not None:
         stmt = stmt.where(Checkup.checkup_type == query.checkup_type)
-    return paginate_by_time(
+    rows, next_cursor = paginate_by_time(
         session=session,
         stmt=stmt,
         time_column=Checkup.taken_at,
@@ -422,10 +426,12 @@ def list_checkups(
         since=query.from_,
         until=query.to,
     )
+    _record_list_read(session, user_id=user_id, rows=rows)
+    return rows, next_cursor
 
 
-def record_list_read(
-    *, session: Session, user_id: uuid.UUID | None, rows: Sequence[Checkup]
+def _record_list_read(
+    session: Session, *, user_id: uuid.UUID | None, rows: Sequence[Checkup]
 ) -> None:
     """Record who was shown whose check-ups by a page of the list: the one user it was
     restricted to (even with no rows, if that user exists), else each user on the page,
@@ -444,37 +450,20 @@ def record_list_read(
         if subject_id in names
     ]
     if subjects:
-        audit.record_reads(session=session, action="checkups.read", subjects=subjects)
+        audit.record_read(session=session, action="checkups.read", subjects=subjects)
 
 
-def record_read(*, session: Session, checkup: Checkup) -> None:
-    """Record who was shown the check-up ``checkup``."""
-    audit.record_reads(
-        session=session,
-        action="checkups.read",
-        subjects=[
-            audit.Subject(
-                checkup.user_id,
-                session.scalar(_USERNAME, {"id": checkup.user_id}),
-                {"checkup_id": str(checkup.id)},
-            )
-        ],
-    )
-
-
-def delete(*, session: Session, checkup: Checkup) -> None:
+def delete(*, session: Session, checkup_id: uuid.UUID) -> None:
     """Delete a check-up; its user's report is queued for a rebuild in the same transaction."""
-    try:
-        enqueue_user_ids(session=session, user_ids=[checkup.user_id])
+    with unit_of_work(session):
+        checkup = session.get(Checkup, checkup_id)
+        if checkup is None:
+            raise NotFound("The check-up does not exist.")
+        username = session.scalar(_USERNAME, {"id": checkup.user_id})
+        record_changed_users(session=session, users={checkup.user_id: username})
         audit.record(
             session=session,
             action="checkup.delete",
-            subject_id=checkup.user_id,
-            subject_username=session.scalar(_USERNAME, {"id": checkup.user_id}),
-            details={"checkup_id": str(checkup.id)},
+            subjects=[audit.Subject(checkup.user_id, username, {"checkup_id": str(checkup.id)})],
         )
         session.execute(sql_delete(Checkup).where(Checkup.id == checkup.id))
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise

@@ -13,9 +13,9 @@ from apiflask import APIBlueprint
 from apiflask.scaffold import _annotate
 from flask import Response, current_app, request
 
-from healthapp.auth.access import ADMIN_ONLY, ALL_ROLES, Principal, current_principal, requires
+from healthapp.auth import policy
+from healthapp.auth.access import current_principal, requires
 from healthapp.checkups import service
-from healthapp.checkups.models import Checkup
 from healthapp.checkups.schemas import (
     BulkParse,
     CheckupBulkCreate,
@@ -29,6 +29,7 @@ from healthapp.checkups.schemas import (
     parse_bulk,
 )
 from healthapp.database import db
+from healthapp.errors import Conflict, InvalidInput
 from healthapp.extensions import limiter
 from healthapp.json_provider import dumps_bytes
 from healthapp.observability import UPLOAD_ITEMS
@@ -117,7 +118,7 @@ def _documents_body(view: F) -> F:
         429: "Too many uploads from this address.",
     }
 )
-@requires(ALL_ROLES)
+@requires(policy.ALL_ROLES)
 @query_args(UploadQuery)
 @_documents_body
 def upload_checkups(query: UploadQuery) -> Response:
@@ -149,12 +150,11 @@ def upload_checkups(query: UploadQuery) -> Response:
                 session=db.session,
                 parsed=parsed,
                 uploaded_by=principal.id,
-                only_user_id=None if principal.role.sees_everyone else principal.id,
+                only_user_id=policy.readable_user(principal),
                 atomic=not batch,
             )
-        except Problem as problem:
-            if problem.status in (409, 422):  # all or nothing: every item was turned away
-                UPLOAD_ITEMS.labels("rejected").inc(parsed.total)
+        except (Conflict, InvalidInput):  # all or nothing: every item was turned away
+            UPLOAD_ITEMS.labels("rejected").inc(parsed.total)
             raise
     UPLOAD_ITEMS.labels("created").inc(outcome.created)
     UPLOAD_ITEMS.labels("duplicate").inc(outcome.duplicates)
@@ -186,55 +186,42 @@ def _parse_upload(body: bytes, *, max_items: int) -> BulkParse:
 @bp.get("/")
 @bp.output(CheckupPage)
 @bp.doc(responses=[400, 401, 404, 422])
-@requires(ALL_ROLES)
+@requires(policy.ALL_ROLES)
 @query_args(CheckupListQuery)
 def list_checkups(query: CheckupListQuery) -> CheckupPage:
     """List check-ups, newest ``taken_at`` first; ``from`` is inclusive, ``to`` exclusive.
 
     A patient sees only their own; a ``user_id`` of someone else is a 404.
     """
-    user_id = _listable_user(current_principal(), query.user_id)
+    user_id = policy.readable_user(current_principal(), query.user_id)
     rows, next_cursor = service.list_checkups(session=db.session, query=query, user_id=user_id)
-    answer = CheckupPage(
+    return CheckupPage(
         items=[CheckupRead.model_validate(row) for row in rows], next_cursor=next_cursor
     )
-    service.record_list_read(session=db.session, user_id=user_id, rows=rows)
-    return answer
-
-
-def _listable_user(principal: Principal, user_id: uuid.UUID | None) -> uuid.UUID | None:
-    if principal.role.sees_everyone:
-        return user_id
-    if user_id is not None:
-        principal.require_sees(user_id)
-    return principal.id
-
-
-def _visible_checkup(checkup_id: uuid.UUID) -> Checkup:
-    """The check-up if the caller may see it; 404 otherwise, so ids can't be probed."""
-    checkup = service.get(session=db.session, checkup_id=checkup_id)
-    if checkup is None or not current_principal().can_see(checkup.user_id):
-        raise not_found("check-up")
-    return checkup
 
 
 @bp.get("/<uuid:checkup_id>")
 @bp.output(CheckupRead)
 @bp.doc(responses=[401, 404])
-@requires(ALL_ROLES)
+@requires(policy.ALL_ROLES)
 def get_checkup(checkup_id: uuid.UUID) -> CheckupRead:
     """Read a check-up."""
-    checkup = _visible_checkup(checkup_id)
-    answer = CheckupRead.model_validate(checkup)
-    service.record_read(session=db.session, checkup=checkup)
-    return answer
+    # Another user's check-up is answered as missing, so that ids cannot be probed.
+    checkup = service.get(
+        session=db.session,
+        checkup_id=checkup_id,
+        user_id=policy.readable_user(current_principal()),
+    )
+    if checkup is None:
+        raise not_found("check-up")
+    return CheckupRead.model_validate(checkup)
 
 
 @bp.delete("/<uuid:checkup_id>")
 @bp.output({}, status_code=204)
 @bp.doc(responses=[401, 403, 404])
-@requires(ADMIN_ONLY)
+@requires(policy.DELETE_CHECKUPS)
 def delete_checkup(checkup_id: uuid.UUID) -> tuple[str, int]:
     """Delete a check-up (admin); corrections are a delete and a new upload."""
-    service.delete(session=db.session, checkup=_visible_checkup(checkup_id))
+    service.delete(session=db.session, checkup_id=checkup_id)
     return "", 204

@@ -5,22 +5,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import exists, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from healthapp.accounts.models import User
 from healthapp.checkups.models import Checkup
 from healthapp.machines.models import Machine
 from healthapp.machines.schemas import MachineCreate, MachineListQuery, MachineUpdate
-from healthapp.outbox.service import enqueue_machine_users
+from healthapp.outbox.service import record_changed_users
 from healthapp.pagination_sql import paginate_by_time
-from healthapp.problems import Problem
-
-_SERIAL_TAKEN = Problem(
-    409,
-    "A machine with that serial number is already registered.",
-    errors=[{"loc": ["serial_number"], "msg": "serial number already registered"}],
-)
+from healthapp.unit_of_work import unit_of_work
 
 #: Fields shown in users' reports: changing one rebuilds the reports of the machine's users.
 _REPORTED_FIELDS = frozenset({"machine_type", "manufacturer"})
@@ -50,11 +44,18 @@ def list_machines(
     )
 
 
+def users_of(*, machine_id: uuid.UUID) -> Select[uuid.UUID, str]:
+    """The users (id, username) with a check-up taken on ``machine_id``, one row each."""
+    return select(User.id, User.username).where(
+        User.id.in_(select(Checkup.user_id).where(Checkup.machine_id == machine_id))
+    )
+
+
 def create(*, session: Session, machine_in: MachineCreate) -> Machine:
-    """Register a machine; a serial number already registered is a 409."""
+    """Register a machine; a serial number already registered is a conflict."""
     machine = Machine(id=uuid.uuid4(), **machine_in.model_dump())
-    session.add(machine)
-    _commit(session)
+    with unit_of_work(session):
+        session.add(machine)
     session.refresh(machine)
     return machine
 
@@ -62,34 +63,15 @@ def create(*, session: Session, machine_in: MachineCreate) -> Machine:
 def update(*, session: Session, machine: Machine, machine_in: MachineUpdate) -> Machine:
     """Change a machine; the reports of users with check-ups on it are queued for rebuild."""
     changes = machine_in.model_dump(include=machine_in.model_fields_set)
-    for name, value in changes.items():
-        setattr(machine, name, value)
-    if _REPORTED_FIELDS & changes.keys():
-        enqueue_machine_users(session=session, machine_id=machine.id)
-    _commit(session)
+    with unit_of_work(session):
+        for name, value in changes.items():
+            setattr(machine, name, value)
+        if _REPORTED_FIELDS & changes.keys():
+            record_changed_users(session=session, users=users_of(machine_id=machine.id))
     return machine
 
 
 def delete(*, session: Session, machine: Machine) -> None:
-    """Delete a machine no check-up references; otherwise 409 (retire it instead)."""
-    referenced = session.scalar(select(exists().where(Checkup.machine_id == machine.id)))
-    if referenced:
-        raise Problem(
-            409,
-            'Check-ups reference this machine; retire it with {"active": false} instead.',
-        )
-    session.delete(machine)
-    _commit(session)
-
-
-def _commit(session: Session) -> None:
-    try:
-        session.commit()
-    except IntegrityError as error:
-        session.rollback()
-        constraint = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
-        if constraint == "uq_machines_serial_number":
-            raise _SERIAL_TAKEN from None
-        raise Problem(
-            409, 'Check-ups reference this machine; retire it with {"active": false} instead.'
-        ) from None
+    """Delete a machine no check-up references; otherwise a conflict (retire it instead)."""
+    with unit_of_work(session):
+        session.delete(machine)

@@ -6,7 +6,8 @@ import uuid
 
 from apiflask import APIBlueprint
 
-from healthapp.auth.access import ADMIN_ONLY, ALL_ROLES, requires
+from healthapp.auth import policy
+from healthapp.auth.access import requires
 from healthapp.database import db
 from healthapp.machines import service
 from healthapp.machines.models import Machine
@@ -33,7 +34,7 @@ def _machine_or_404(machine_id: uuid.UUID) -> Machine:
 @bp.get("/")
 @bp.output(MachinePage)
 @bp.doc(responses=[400, 401, 422])
-@requires(ALL_ROLES)
+@requires(policy.ALL_ROLES)
 @query_args(MachineListQuery)
 def list_machines(query: MachineListQuery) -> MachinePage:
     """List machines; filter by ``?active=`` and ``?machine_type=``."""
@@ -46,7 +47,7 @@ def list_machines(query: MachineListQuery) -> MachinePage:
 @bp.post("/")
 @bp.output(MachineRead, status_code=201)
 @bp.doc(responses=[400, 401, 403, 409, 415, 422])
-@requires(ADMIN_ONLY)
+@requires(policy.CHANGE_MACHINES)
 @json_body(MachineCreate)
 def create_machine(body: MachineCreate) -> MachineRead:
     """Register a machine (admin)."""
@@ -56,7 +57,7 @@ def create_machine(body: MachineCreate) -> MachineRead:
 @bp.get("/<uuid:machine_id>")
 @bp.output(MachineRead)
 @bp.doc(responses=[401, 404])
-@requires(ALL_ROLES)
+@requires(policy.ALL_ROLES)
 def get_machine(machine_id: uuid.UUID) -> MachineRead:
     """Read a machine."""
     return MachineRead.model_validate(_machine_or_404(machine_id))
@@ -65,7 +66,7 @@ def get_machine(machine_id: uuid.UUID) -> MachineRead:
 @bp.patch("/<uuid:machine_id>")
 @bp.output(MachineRead)
 @bp.doc(responses=[400, 401, 403, 404, 409, 415, 422])
-@requires(ADMIN_ONLY)
+@requires(policy.CHANGE_MACHINES)
 @json_body(MachineUpdate)
 def update_machine(machine_id: uuid.UUID, body: MachineUpdate) -> MachineRead:
     """Change a machine (admin); ``{"active": false}`` retires it."""
@@ -78,7 +79,7 @@ def update_machine(machine_id: uuid.UUID, body: MachineUpdate) -> MachineRead:
 @bp.delete("/<uuid:machine_id>")
 @bp.output({}, status_code=204)
 @bp.doc(responses=[401, 403, 404, 409])
-@requires(ADMIN_ONLY)
+@requires(policy.CHANGE_MACHINES)
 def delete_machine(machine_id: uuid.UUID) -> tuple[str, int]:
     """Delete a machine no check-up references (admin)."""
     service.delete(session=db.session, machine=_machine_or_404(machine_id))

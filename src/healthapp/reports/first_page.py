@@ -30,12 +30,12 @@ import structlog
 from apiflask import APIFlask
 from flask import request
 
-from healthapp.audit.context import Actor
 from healthapp.audit.stream import publish_report_read
 from healthapp.auth.access import VERIFIED_TOKENS_EXTENSION, VerifiedTokens
 from healthapp.observability import HTTP_LATENCY, HTTP_REQUESTS, REQUEST_ID, REQUEST_ID_HEADER
 from healthapp.problems import REDIS_UNREACHABLE, Problem
 from healthapp.reports.store import ReportStore, entity_tag
+from healthapp.request_context import Actor
 from healthapp.webapp import accepts_gzip, security_headers
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]

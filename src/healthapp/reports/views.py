@@ -8,7 +8,6 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import Response, current_app, request
 
-from healthapp.audit.context import current_actor
 from healthapp.audit.stream import publish_report_list_read, publish_report_read
 from healthapp.auth.access import ALL_ROLES, STAFF, current_principal, requires
 from healthapp.domain.report_codec import to_micros
@@ -24,6 +23,7 @@ from healthapp.reports.store import (
     entity_tag,
     listed_checkup_item,
 )
+from healthapp.request_context import current_actor
 from healthapp.request_parsing import query_args
 from healthapp.webapp import accepts_gzip
 
