@@ -354,3 +354,23 @@ def test_either_path_hands_the_read_to_the_audit_stream(api, engine, sync, repor
     assert fast_event == {**flask_event, b"request_id": b"audit-fast"}
     assert fast_event[b"subjects"] == patient.username.encode()
     assert fast_event[b"actor_id"] == str(patient.id).encode()
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+def test_the_bearer_scheme_is_matched_in_any_case_on_either_path(
+    api, engine, sync, reports, reports_app, scheme
+):
+    patient = api.user()
+    add_checkups(api, engine, patient, 3)
+    sync()
+    path = f"/api/v1/users/{patient.username}/"
+    headers = {"Authorization": f"{scheme} {patient.access_token}", "X-Request-ID": "case-1"}
+
+    with flask_requests(reports_app) as handled:
+        first = reports.get(path, headers=headers)  # a token not yet seen: Flask verifies it
+        served, flask_only = both(reports_app, path, headers)
+
+    assert first.status_code == 200, first.json
+    assert handled == [path, path]  # the first read and the Flask-only call
+    assert_same(served, flask_only)
+    assert served.get_data() == first.get_data()

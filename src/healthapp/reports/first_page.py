@@ -120,7 +120,7 @@ class FirstPageServer:
             return None
         tokens: VerifiedTokens | None = self.app.extensions.get(VERIFIED_TOKENS_EXTENSION)
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-        if tokens is None or scheme != "Bearer" or not token:
+        if tokens is None or not token or (scheme != "Bearer" and scheme.lower() != "bearer"):
             return None
         principal = tokens.get(token, "access")
         username = path.group(1)
