@@ -9,6 +9,7 @@ from typing import Any
 
 from apiflask import APIFlask
 from flask import Response, current_app, g, request
+from werkzeug.routing import RequestRedirect
 
 from healthapp.audit.context import ANONYMOUS, SYSTEM, set_actor
 from healthapp.auth.access import unauthorized
@@ -27,12 +28,31 @@ from healthapp.problems import (
 ReadinessCheck = Callable[[], None]
 
 
+#: The longest request header line (name, ``: ``, value, CRLF) either API accepts: gunicorn's
+#: default limit, checked by the app so that the refusal is a problem document
+#: (``gunicorn_conf`` lets longer lines through to it, up to a ceiling of its own).
+MAX_HEADER_LINE_BYTES = 8190
+#: The header lines WSGI names without the ``HTTP_`` prefix.
+_UNPREFIXED_HEADERS = ("CONTENT_TYPE", "CONTENT_LENGTH")
+
+
+class WebApi(APIFlask):
+    """APIFlask with an ``OPTIONS`` answer that carries no HTML label."""
+
+    def make_default_options_response(self) -> Response:
+        """``OPTIONS``: 204 with ``Allow`` and no body (Flask's is an empty ``text/html`` 200)."""
+        response: Response = super().make_default_options_response()
+        response.status_code = 204
+        del response.headers["Content-Type"]
+        return response
+
+
 def new_api(
     import_name: str, *, title: str, api_name: str = "core", settings: Base | None = None
 ) -> APIFlask:
     """An APIFlask app with the conventions of SPEC §3 and the JWT checks of §4."""
     settings = settings or load_settings()
-    app = APIFlask(
+    app = WebApi(
         import_name,
         title=title,
         version="1.0.0",
@@ -69,6 +89,7 @@ def new_api(
         # Whatever runs on this thread after the request acts as the system, not as its caller.
         set_actor(SYSTEM)
 
+    register_protocol_problems(app)
     jwt.init_app(app)
     _register_jwt_problems()
     register_openapi_conventions(app)
@@ -184,6 +205,43 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
         else:
             return weight > 0
     return bool(wildcard)
+
+
+def oversized_header(environ: Mapping[str, Any]) -> str | None:
+    """The WSGI name of a request header longer than :data:`MAX_HEADER_LINE_BYTES`, if any."""
+    for key, value in environ.items():
+        if key[:5] == "HTTP_":
+            if len(key) - 5 + len(value) + 4 > MAX_HEADER_LINE_BYTES:
+                return key
+        elif key in _UNPREFIXED_HEADERS and len(key) + len(value) + 4 > MAX_HEADER_LINE_BYTES:
+            return key
+    return None
+
+
+def register_protocol_problems(app: APIFlask) -> None:
+    """Answer as problem documents what gunicorn or Werkzeug would answer in HTML: an
+    over-long header (431) and a path that lacks its trailing slash (308, ``Location`` kept)."""
+
+    @app.before_request
+    def refuse_oversized_header() -> None:
+        key = oversized_header(request.environ)
+        if key is not None:
+            name = key.removeprefix("HTTP_").replace("_", "-").title()
+            raise Problem(
+                431,
+                f"The {name} header is longer than {MAX_HEADER_LINE_BYTES:,} bytes.",
+            )
+
+    @app.before_request
+    def redirect_to_canonical_path() -> None:
+        # Flask answers a routing redirect itself, past every error handler.
+        redirect = request.routing_exception
+        if isinstance(redirect, RequestRedirect):
+            raise Problem(
+                308,
+                "This resource's path ends with a slash; repeat the request at the Location.",
+                headers={"Location": redirect.new_url},
+            )
 
 
 def register_cors(app: APIFlask) -> None:

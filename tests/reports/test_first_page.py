@@ -374,3 +374,23 @@ def test_the_bearer_scheme_is_matched_in_any_case_on_either_path(
     assert handled == [path, path]  # the first read and the Flask-only call
     assert_same(served, flask_only)
     assert served.get_data() == first.get_data()
+
+
+def test_an_over_long_header_is_the_same_431_on_either_path(
+    api, engine, sync, reports, reports_app
+):
+    patient = api.user()
+    add_checkups(api, engine, patient, 3)
+    sync()
+    path = f"/api/v1/users/{patient.username}/"
+    reports.get(path, headers=bearer(patient))
+    headers = bearer(patient, **{"X-Request-ID": "long-1", "X-Padding": "a" * 9000})
+
+    with flask_requests(reports_app) as handled:
+        served, flask_only = both(reports_app, path, headers)
+
+    assert handled == [path, path]  # the layer leaves it to Flask
+    assert served.status_code == 431
+    assert served.mimetype == "application/problem+json"
+    assert dict(served.headers.items()) == dict(flask_only.headers.items())
+    assert served.get_data() == flask_only.get_data()

@@ -8,10 +8,10 @@ no ``If-Modified-Since``. It sends the same status, headers and body the Flask v
 (a test compares the two), counts the request in the same metrics, writes the same
 access log line and hands the same read event to the audit stream, at a fraction of the
 cost. A client that accepts gzip gets the page as the sync compressed it. Anything else
-— a new or bad token, another user's report, a filter, a missing report, a store error —
-goes on to the Flask app, which answers it as it answers every request. A store that did
-not answer is not asked twice: the Flask app answers that request's 503 from the error
-this layer met.
+— a new or bad token, another user's report, a filter, a missing report, a ``HEAD``, a
+header over the length limit, a store error — goes on to the Flask app, which answers it
+as it answers every request. A store that did not answer is not asked twice: the Flask
+app answers that request's 503 from the error this layer met.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from healthapp.auth.access import VERIFIED_TOKENS_EXTENSION, VerifiedTokens
 from healthapp.observability import HTTP_LATENCY, HTTP_REQUESTS, REQUEST_ID, REQUEST_ID_HEADER
 from healthapp.problems import Problem
 from healthapp.reports.store import ReportStore, entity_tag
-from healthapp.webapp import accepts_gzip, security_headers
+from healthapp.webapp import accepts_gzip, oversized_header, security_headers
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -122,6 +122,8 @@ class FirstPageServer:
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         if tokens is None or not token or (scheme != "Bearer" and scheme.lower() != "bearer"):
             return None
+        if oversized_header(environ) is not None:
+            return None  # the Flask app answers its 431
         principal = tokens.get(token, "access")
         username = path.group(1)
         if principal is None or not (
