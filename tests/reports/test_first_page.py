@@ -394,3 +394,37 @@ def test_an_over_long_header_is_the_same_431_on_either_path(
     assert served.mimetype == "application/problem+json"
     assert dict(served.headers.items()) == dict(flask_only.headers.items())
     assert served.get_data() == flask_only.get_data()
+
+
+def test_a_head_of_a_report_records_no_read_on_either_path(
+    api, engine, sync, reports, reports_app, redis_client
+):
+    from healthapp.audit.stream import STREAM_KEY
+
+    patient, operator = api.user(), api.user(Role.OPERATOR)
+    add_checkups(api, engine, patient, 3)
+    sync()
+    path = f"/api/v1/users/{patient.username}/"
+    headers = bearer(patient, **{"X-Request-ID": "head-1"})
+    got = reports.get(path, headers=headers)  # verifies the token and records one read
+    assert [f[b"request_id"] for _, f in redis_client.xrange(STREAM_KEY)] == [b"head-1"]
+
+    served = Client(reports_app).head(path, headers={**headers, "X-Request-ID": "head-2"})
+    flask_only = Client(reports_app.wsgi_app.flask_app).head(
+        path, headers={**headers, "X-Request-ID": "head-2"}
+    )
+    listed = reports.head("/api/v1/users/", headers=bearer(operator))
+
+    assert served.status_code == flask_only.status_code == listed.status_code == 200
+    assert_same(served, flask_only)
+    assert served.get_data() == b""
+    assert served.headers["Content-Length"] == str(len(got.get_data()))
+    assert served.headers["Content-Type"] == "application/json"
+    assert served.headers["ETag"] == got.headers["ETag"]
+    entries = redis_client.xrange(STREAM_KEY)
+    assert [f[b"request_id"] for _, f in entries] == [b"head-1"]  # no read for any HEAD
+
+    reports.get(path, headers=bearer(patient, **{"X-Request-ID": "head-3"}))
+    reports.get("/api/v1/users/", headers=bearer(operator, **{"X-Request-ID": "head-4"}))
+    entries = redis_client.xrange(STREAM_KEY)
+    assert [f[b"request_id"] for _, f in entries] == [b"head-1", b"head-3", b"head-4"]
