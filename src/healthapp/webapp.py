@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any
 
 from apiflask import APIFlask
 from flask import Response, current_app, g, request
+from werkzeug.http import parse_accept_header
 from werkzeug.routing import RequestRedirect
 
 from healthapp.audit.context import ANONYMOUS, SYSTEM, set_actor
@@ -183,28 +185,24 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
     """Whether an ``Accept-Encoding`` header admits a gzip body (RFC 9110 §12.5.3).
 
     ``gzip`` (or ``x-gzip``) with a non-zero ``q``, or else ``*`` with a non-zero ``q``;
-    a ``q`` that is not a number admits nothing.
+    an item whose ``q`` is not a valid weight is ignored.
     """
     if not accept_encoding:
         return False
-    wildcard: bool | None = None
-    for item in accept_encoding.split(","):
-        coding, _, parameters = item.partition(";")
-        coding = coding.strip().lower()
-        if coding not in ("gzip", "x-gzip", "*"):
-            continue
-        weight = 1.0
-        name, _, value = parameters.partition("=")
-        if name.strip().lower() == "q":
-            try:
-                weight = float(value)
-            except ValueError:
-                weight = 0.0
-        if coding == "*":
-            wildcard = weight > 0
-        else:
+    return _accepts_gzip(accept_encoding)
+
+
+_GZIP_CODINGS = frozenset({"gzip", "x-gzip", "*"})
+
+
+@lru_cache(maxsize=256)  # clients send a handful of distinct values; the read path parses once
+def _accepts_gzip(accept_encoding: str) -> bool:
+    # Werkzeug sorts specific codings before "*" (then by weight): the first item naming
+    # gzip is the one RFC 9110 applies.
+    for coding, weight in parse_accept_header(accept_encoding):
+        if coding.partition(";")[0].strip().lower() in _GZIP_CODINGS:
             return weight > 0
-    return bool(wildcard)
+    return False
 
 
 def oversized_header(environ: Mapping[str, Any]) -> str | None:

@@ -376,6 +376,38 @@ def test_the_bearer_scheme_is_matched_in_any_case_on_either_path(
     assert served.get_data() == first.get_data()
 
 
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "{etag}",
+        "{bare}",  # unquoted: invalid, yet Flask (Werkzeug) reads it as that tag
+        'W/"{bare}"',
+        '"other" ,  {etag}',
+        '"a", "b"',
+        "W/{etag}, *",
+        "",
+        ",,",
+        '"unterminated',
+    ],
+)
+def test_if_none_match_is_read_alike_on_either_path(
+    api, engine, sync, reports, reports_app, condition
+):
+    patient = api.user()
+    add_checkups(api, engine, patient, 5)
+    sync()
+    path = f"/api/v1/users/{patient.username}/"
+    etag = reports.get(path, headers=bearer(patient)).headers["ETag"]
+    value = condition.format(etag=etag, bare=etag.strip('"'))
+    headers = bearer(patient, **{"X-Request-ID": "inm-1", "If-None-Match": value})
+
+    with flask_requests(reports_app) as handled:
+        served, flask_only = both(reports_app, path, headers)
+
+    assert handled == [path]
+    assert_same(served, flask_only)
+
+
 def test_an_over_long_header_is_the_same_431_on_either_path(
     api, engine, sync, reports, reports_app
 ):
