@@ -61,10 +61,17 @@ def run_command(client: redis.Redis, *args: Any) -> Any:
 
 
 def login_username_key() -> str:
-    """Rate-limit key for the per-user login limit: the username tried, not the address."""
-    body = request.get_json(silent=True)
+    """Rate-limit key for the per-user login limit: the username tried, not the address.
+
+    A body that is not a JSON object with a string ``username`` is keyed by the address:
+    the limit still counts it, and the view answers it 400 or 422. This must never raise:
+    the limiter lets a request whose key failed through unlimited (and logs a traceback).
+    """
+    body = request.get_json(silent=True)  # orjson refuses nesting deeper than 1,024 levels
     username = body.get("username") if isinstance(body, dict) else None
-    return f"login-user:{str(username).lower()[:64]}" if username else get_remote_address()
+    if not isinstance(username, str) or not username:
+        return get_remote_address()
+    return f"login-user:{username.lower()[:64]}"
 
 
 jwt = JWTManager()

@@ -43,6 +43,13 @@ accesslog = None
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 limit_request_line = 8190
+# The apps refuse a header line longer than 8,190 bytes (gunicorn's own default) with a 431
+# problem document (webapp.MAX_HEADER_LINE_BYTES). gunicorn answers a line over its limit
+# itself, with an HTML page it writes straight to the socket (no setting or hook changes
+# that page), so its limit is set four times higher: only lines past 32 KiB, which no
+# client of these APIs sends, get gunicorn's page. limit_request_fields stays at its 100:
+# WSGI joins repeated fields into one, so the app could not count them as gunicorn does.
+limit_request_field_size = 4 * 8192
 # Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel spreads new
 # connections evenly over them. On one shared socket the worker that wakes first accepts
 # nearly every keep-alive connection: bench/reads.py found all 32 clients on one of two

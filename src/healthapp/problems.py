@@ -20,6 +20,7 @@ from healthapp.errors import RETRY_AFTER_SECONDS
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 TITLES = {
+    308: "Permanent redirect",
     400: "Malformed request",
     401: "Authentication required",
     403: "Not allowed",
@@ -30,6 +31,7 @@ TITLES = {
     415: "Unsupported media type",
     422: "Validation failed",
     429: "Too many requests",
+    431: "Request header fields too large",
     500: "Internal server error",
     503: "Service unavailable",
 }

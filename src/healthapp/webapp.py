@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any
 
 from apiflask import APIFlask
 from flask import Response, current_app, g, request
+from werkzeug.http import parse_accept_header
+from werkzeug.routing import RequestRedirect
 
 from healthapp.auth.access import unauthorized
 from healthapp.config import Base, load_settings
@@ -17,6 +20,7 @@ from healthapp.json_provider import OrjsonProvider
 from healthapp.observability import register_observability
 from healthapp.problems import (
     PROBLEM_MEDIA_TYPE,
+    Problem,
     problem_response,
     register_errorhandlers,
     store_unreachable,
@@ -27,12 +31,31 @@ from healthapp.request_context import ANONYMOUS, SYSTEM, set_actor
 ReadinessCheck = Callable[[], None]
 
 
+#: The longest request header line (name, ``: ``, value, CRLF) either API accepts: gunicorn's
+#: default limit, checked by the app so that the refusal is a problem document
+#: (``gunicorn_conf`` lets longer lines through to it, up to a ceiling of its own).
+MAX_HEADER_LINE_BYTES = 8190
+#: The header lines WSGI names without the ``HTTP_`` prefix.
+_UNPREFIXED_HEADERS = ("CONTENT_TYPE", "CONTENT_LENGTH")
+
+
+class WebApi(APIFlask):
+    """APIFlask with an ``OPTIONS`` answer that carries no HTML label."""
+
+    def make_default_options_response(self) -> Response:
+        """``OPTIONS``: 204 with ``Allow`` and no body (Flask's is an empty ``text/html`` 200)."""
+        response: Response = super().make_default_options_response()
+        response.status_code = 204
+        del response.headers["Content-Type"]
+        return response
+
+
 def new_api(
     import_name: str, *, title: str, api_name: str = "core", settings: Base | None = None
 ) -> APIFlask:
     """An APIFlask app with the conventions of SPEC §3 and the JWT checks of §4."""
     settings = settings or load_settings()
-    app = APIFlask(
+    app = WebApi(
         import_name,
         title=title,
         version="1.0.0",
@@ -69,6 +92,7 @@ def new_api(
         # Whatever runs on this thread after the request acts as the system, not as its caller.
         set_actor(SYSTEM)
 
+    register_protocol_problems(app)
     jwt.init_app(app)
     _register_jwt_problems()
     register_openapi_conventions(app)
@@ -162,28 +186,61 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
     """Whether an ``Accept-Encoding`` header admits a gzip body (RFC 9110 §12.5.3).
 
     ``gzip`` (or ``x-gzip``) with a non-zero ``q``, or else ``*`` with a non-zero ``q``;
-    a ``q`` that is not a number admits nothing.
+    an item whose ``q`` is not a valid weight is ignored.
     """
     if not accept_encoding:
         return False
-    wildcard: bool | None = None
-    for item in accept_encoding.split(","):
-        coding, _, parameters = item.partition(";")
-        coding = coding.strip().lower()
-        if coding not in ("gzip", "x-gzip", "*"):
-            continue
-        weight = 1.0
-        name, _, value = parameters.partition("=")
-        if name.strip().lower() == "q":
-            try:
-                weight = float(value)
-            except ValueError:
-                weight = 0.0
-        if coding == "*":
-            wildcard = weight > 0
-        else:
+    return _accepts_gzip(accept_encoding)
+
+
+_GZIP_CODINGS = frozenset({"gzip", "x-gzip", "*"})
+
+
+@lru_cache(maxsize=256)  # clients send a handful of distinct values; the read path parses once
+def _accepts_gzip(accept_encoding: str) -> bool:
+    # Werkzeug sorts specific codings before "*" (then by weight): the first item naming
+    # gzip is the one RFC 9110 applies.
+    for coding, weight in parse_accept_header(accept_encoding):
+        if coding.partition(";")[0].strip().lower() in _GZIP_CODINGS:
             return weight > 0
-    return bool(wildcard)
+    return False
+
+
+def oversized_header(environ: Mapping[str, Any]) -> str | None:
+    """The WSGI name of a request header longer than :data:`MAX_HEADER_LINE_BYTES`, if any."""
+    for key, value in environ.items():
+        if key[:5] == "HTTP_":
+            if len(key) - 5 + len(value) + 4 > MAX_HEADER_LINE_BYTES:
+                return key
+        elif key in _UNPREFIXED_HEADERS and len(key) + len(value) + 4 > MAX_HEADER_LINE_BYTES:
+            return key
+    return None
+
+
+def register_protocol_problems(app: APIFlask) -> None:
+    """Answer as problem documents what gunicorn or Werkzeug would answer in HTML: an
+    over-long header (431) and a path that lacks its trailing slash (308, ``Location`` kept)."""
+
+    @app.before_request
+    def refuse_oversized_header() -> None:
+        key = oversized_header(request.environ)
+        if key is not None:
+            name = key.removeprefix("HTTP_").replace("_", "-").title()
+            raise Problem(
+                431,
+                f"The {name} header is longer than {MAX_HEADER_LINE_BYTES:,} bytes.",
+            )
+
+    @app.before_request
+    def redirect_to_canonical_path() -> None:
+        # Flask answers a routing redirect itself, past every error handler.
+        redirect = request.routing_exception
+        if isinstance(redirect, RequestRedirect):
+            raise Problem(
+                308,
+                "This resource's path ends with a slash; repeat the request at the Location.",
+                headers={"Location": redirect.new_url},
+            )
 
 
 def register_cors(app: APIFlask) -> None:

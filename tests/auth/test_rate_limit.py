@@ -5,6 +5,7 @@ Each test builds its own Core API with rate limiting on; the suite's app keeps i
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -178,3 +179,51 @@ def test_a_redis_that_never_answers_holds_a_login_one_store_timeout_per_limit(
         silent.close()
     assert response.status_code == 200, response.json
     assert elapsed < 2 * 1 + 1, f"the login took {elapsed:.2f} s for two limits"
+
+
+#: Bodies a key function that reads the username must survive: JSON nested 1,000 levels
+#: deep (within orjson's limit of 1,024, so it parses) in and out of the username, deeper
+#: than that (so it does not parse), and usernames that are not strings.
+DEEP = 1_000
+ODD_BODIES = {
+    "a list nested 1,000 deep": "[" * DEEP + "]" * DEEP,
+    "a username nested 1,000 deep": '{"username": ' + "[" * DEEP + "]" * DEEP + "}",
+    "a username of objects nested 1,000 deep": '{"username": '
+    + '{"a": ' * DEEP
+    + "1"
+    + "}" * DEEP
+    + ', "password": "x"}',
+    "a list nested 100,000 deep": "[" * 100_000 + "]" * 100_000,
+    "a number as username": '{"username": 12345, "password": "x"}',
+    "an empty username": '{"username": "", "password": "x"}',
+}
+
+
+@pytest.mark.parametrize("body", ODD_BODIES.values(), ids=ODD_BODIES.keys())
+def test_a_body_without_a_string_username_is_limited_by_address_and_logs_nothing(
+    limited_app: LimitedApp, api: ApiClient, caplog: pytest.LogCaptureFixture, body: str
+) -> None:
+    client = limited_app(per_user="3/minute", per_address="60/minute").test_client()
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(3):
+            response = client.post(TOKEN, data=body, content_type="application/json")
+            assert response.status_code in (400, 422), response.json
+            assert_problem(response, response.status_code)
+            assert int(response.headers["X-RateLimit-Limit"]) == 3  # the per-user limit counted
+        _assert_rate_limited(client.post(TOKEN, data=body, content_type="application/json"))
+    failures = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert failures == [], [r.getMessage() for r in failures]
+    assert "Traceback" not in caplog.text
+
+
+def test_odd_bodies_and_a_real_username_are_counted_apart(
+    limited_app: LimitedApp, api: ApiClient
+) -> None:
+    # Keyed by the address, odd bodies never use up a named user's attempts.
+    user = api.user()
+    client = limited_app(per_user="2/minute", per_address="60/minute").test_client()
+    for _ in range(2):
+        client.post(
+            TOKEN, data=ODD_BODIES["a username nested 1,000 deep"], content_type="application/json"
+        )
+    assert _attempt(client, user.username, PASSWORD).status_code == 200

@@ -350,3 +350,109 @@ def test_either_path_hands_the_read_to_the_audit_stream(api, engine, sync, repor
     assert fast_event == {**flask_event, b"request_id": b"audit-fast"}
     assert fast_event[b"subjects"] == patient.username.encode()
     assert fast_event[b"actor_id"] == str(patient.id).encode()
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+def test_the_bearer_scheme_is_matched_in_any_case_on_either_path(
+    api, engine, sync, reports, reports_app, scheme
+):
+    patient = api.user()
+    add_checkups(api, engine, patient, 3)
+    sync()
+    path = f"/api/v1/users/{patient.username}/"
+    headers = {"Authorization": f"{scheme} {patient.access_token}", "X-Request-ID": "case-1"}
+
+    with flask_requests(reports_app) as handled:
+        first = reports.get(path, headers=headers)  # a token not yet seen: Flask verifies it
+        served, flask_only = both(reports_app, path, headers)
+
+    assert first.status_code == 200, first.json
+    assert handled == [path, path]  # the first read and the Flask-only call
+    assert_same(served, flask_only)
+    assert served.get_data() == first.get_data()
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "{etag}",
+        "{bare}",  # unquoted: invalid, yet Flask (Werkzeug) reads it as that tag
+        'W/"{bare}"',
+        '"other" ,  {etag}',
+        '"a", "b"',
+        "W/{etag}, *",
+        "",
+        ",,",
+        '"unterminated',
+    ],
+)
+def test_if_none_match_is_read_alike_on_either_path(
+    api, engine, sync, reports, reports_app, condition
+):
+    patient = api.user()
+    add_checkups(api, engine, patient, 5)
+    sync()
+    path = f"/api/v1/users/{patient.username}/"
+    etag = reports.get(path, headers=bearer(patient)).headers["ETag"]
+    value = condition.format(etag=etag, bare=etag.strip('"'))
+    headers = bearer(patient, **{"X-Request-ID": "inm-1", "If-None-Match": value})
+
+    with flask_requests(reports_app) as handled:
+        served, flask_only = both(reports_app, path, headers)
+
+    assert handled == [path]
+    assert_same(served, flask_only)
+
+
+def test_an_over_long_header_is_the_same_431_on_either_path(
+    api, engine, sync, reports, reports_app
+):
+    patient = api.user()
+    add_checkups(api, engine, patient, 3)
+    sync()
+    path = f"/api/v1/users/{patient.username}/"
+    reports.get(path, headers=bearer(patient))
+    headers = bearer(patient, **{"X-Request-ID": "long-1", "X-Padding": "a" * 9000})
+
+    with flask_requests(reports_app) as handled:
+        served, flask_only = both(reports_app, path, headers)
+
+    assert handled == [path, path]  # the layer leaves it to Flask
+    assert served.status_code == 431
+    assert served.mimetype == "application/problem+json"
+    assert dict(served.headers.items()) == dict(flask_only.headers.items())
+    assert served.get_data() == flask_only.get_data()
+
+
+def test_a_head_of_a_report_records_no_read_on_either_path(
+    api, engine, sync, reports, reports_app, redis_client
+):
+    from healthapp.audit.stream import STREAM_KEY
+
+    patient, operator = api.user(), api.user(Role.OPERATOR)
+    add_checkups(api, engine, patient, 3)
+    sync()
+    path = f"/api/v1/users/{patient.username}/"
+    headers = bearer(patient, **{"X-Request-ID": "head-1"})
+    got = reports.get(path, headers=headers)  # verifies the token and records one read
+    assert [f[b"request_id"] for _, f in redis_client.xrange(STREAM_KEY)] == [b"head-1"]
+
+    served = Client(reports_app).head(path, headers={**headers, "X-Request-ID": "head-2"})
+    flask_only = Client(reports_app.wsgi_app.flask_app).head(
+        path, headers={**headers, "X-Request-ID": "head-2"}
+    )
+    listed = reports.head("/api/v1/users/", headers=bearer(operator))
+
+    assert served.status_code == flask_only.status_code == listed.status_code == 200
+    assert_same(served, flask_only)
+    assert served.get_data() == b""
+    assert served.headers["Content-Length"] == str(len(got.get_data()))
+    assert served.headers["Content-Type"] == "application/json"
+    assert served.headers["ETag"] == got.headers["ETag"]
+    entries = redis_client.xrange(STREAM_KEY)
+    assert [f[b"request_id"] for _, f in entries] == [b"head-1"]  # no read for any HEAD
+
+    reports.get(path, headers=bearer(patient, **{"X-Request-ID": "head-3"}))
+    reports.get("/api/v1/users/", headers=bearer(operator, **{"X-Request-ID": "head-4"}))
+    entries = redis_client.xrange(STREAM_KEY)
+    assert [f[b"request_id"] for _, f in entries] == [b"head-1", b"head-3", b"head-4"]

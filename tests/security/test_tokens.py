@@ -112,3 +112,36 @@ def test_a_role_edited_token_does_not_open_staff_routes(
         if "role admin" in name:
             response = client.get(staff_path, headers={"Authorization": header})
             assert_problem(response, 401, f"{api_name}: {name}")
+
+
+@pytest.mark.parametrize("api_name", ["core", "reports"])
+def test_the_bearer_scheme_is_case_insensitive(
+    targets: dict[str, Any], tokens: dict[str, Any], api_name: str
+) -> None:
+    # RFC 9110 §11.1: the authentication scheme is matched case-insensitively.
+    client, path = targets[api_name]
+    patient = tokens["patient"]
+    for scheme in ("bearer", "BEARER", "bEARER", "Bearer"):
+        for _ in range(2):  # verified once, then taken from the verified tokens
+            response = client.get(
+                path, headers={"Authorization": f"{scheme} {patient.access_token}"}
+            )
+            assert response.status_code == 200, (scheme, response.json)
+    if api_name == "core":  # the refresh token too
+        refresh = client.post(
+            "/api/v1/auth/refresh", headers={"Authorization": f"bearer {patient.refresh_token}"}
+        )
+        assert refresh.status_code == 200, refresh.json
+
+
+@pytest.mark.parametrize("api_name", ["core", "reports"])
+def test_a_forged_token_is_refused_in_any_case_of_the_scheme(
+    targets: dict[str, Any], tokens: dict[str, Any], api_name: str
+) -> None:
+    client, path = targets[api_name]
+    for name, header in tokens["headers"].items():
+        scheme, _, token = header.partition(" ")
+        if scheme != "Bearer":
+            continue
+        response = client.get(path, headers={"Authorization": f"bearer {token}"})
+        assert_problem(response, 401, f"{api_name}: {name}")

@@ -87,7 +87,7 @@ class VerifiedTokens:
 def bearer_token() -> str | None:
     """The token of an ``Authorization: Bearer <token>`` header, if the request has one."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return token if scheme == "Bearer" and token and " " not in token else None
+    return token if scheme.lower() == "bearer" and token and " " not in token else None
 
 
 VERIFIED_TOKENS_EXTENSION = "healthapp.verified_tokens"
@@ -109,6 +109,8 @@ def principal_from_token(*, refresh: bool = False) -> Principal:
         known = cache.get(token, token_type)
         if known is not None:
             return known
+        # flask_jwt_extended matches the scheme case-sensitively; RFC 9110 §11.1 does not.
+        request.environ["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     try:
         verify_jwt_in_request(refresh=refresh)
         claims = get_jwt()

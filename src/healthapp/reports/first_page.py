@@ -8,10 +8,10 @@ no ``If-Modified-Since``. It sends the same status, headers and body the Flask v
 (a test compares the two), counts the request in the same metrics, writes the same
 access log line and hands the same read event to the audit stream, at a fraction of the
 cost. A client that accepts gzip gets the page as the sync compressed it. Anything else
-— a new or bad token, another user's report, a filter, a missing report, a store error —
-goes on to the Flask app, which answers it as it answers every request. A store that did
-not answer is not asked twice: the Flask app answers that request's 503 from the error
-this layer met.
+— a new or bad token, another user's report, a filter, a missing report, a ``HEAD``, a
+header over the length limit, a store error — goes on to the Flask app, which answers it
+as it answers every request. A store that did not answer is not asked twice: the Flask
+app answers that request's 503 from the error this layer met.
 """
 
 from __future__ import annotations
@@ -22,13 +22,15 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from email.utils import format_datetime, formatdate
+from functools import lru_cache
 from typing import Any
 
 import redis
 import structlog
 from apiflask import APIFlask
 from flask import request
+from werkzeug.datastructures import ETags
+from werkzeug.http import http_date, parse_etags
 
 from healthapp.audit.stream import publish_report_read
 from healthapp.auth.access import VERIFIED_TOKENS_EXTENSION, VerifiedTokens
@@ -36,7 +38,7 @@ from healthapp.observability import HTTP_LATENCY, HTTP_REQUESTS, REQUEST_ID, REQ
 from healthapp.problems import REDIS_UNREACHABLE, Problem
 from healthapp.reports.store import ReportStore, entity_tag
 from healthapp.request_context import Actor
-from healthapp.webapp import accepts_gzip, security_headers
+from healthapp.webapp import accepts_gzip, oversized_header, security_headers
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -67,7 +69,6 @@ class FirstPageServer:
         }
         self._latency = HTTP_LATENCY.labels(api, ROUTE)
         self._dates: tuple[int, str] = (0, "")
-        self._last_modified_texts: dict[str, str] = {}
         app.before_request(_raise_store_error)
 
     def _date(self) -> str:
@@ -75,17 +76,8 @@ class FirstPageServer:
         now = int(time.time())
         second, text = self._dates
         if second != now:
-            text = formatdate(now, usegmt=True)
+            text = http_date(now)
             self._dates = (now, text)
-        return text
-
-    def _last_modified(self, synced_at: str) -> str:
-        """``synced_at`` as an HTTP date; a sync pass gives many reports the same one."""
-        text = self._last_modified_texts.get(synced_at)
-        if text is None:
-            if len(self._last_modified_texts) >= 4096:
-                self._last_modified_texts.clear()
-            text = self._last_modified_texts[synced_at] = _http_date(synced_at)
         return text
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
@@ -120,8 +112,10 @@ class FirstPageServer:
             return None
         tokens: VerifiedTokens | None = self.app.extensions.get(VERIFIED_TOKENS_EXTENSION)
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-        if tokens is None or scheme != "Bearer" or not token:
+        if tokens is None or not token or (scheme != "Bearer" and scheme.lower() != "bearer"):
             return None
+        if oversized_header(environ) is not None:
+            return None  # the Flask app answers its 431
         principal = tokens.get(token, "access")
         username = path.group(1)
         if principal is None or not (
@@ -140,7 +134,8 @@ class FirstPageServer:
         supplied = environ.get("HTTP_X_REQUEST_ID", "")
         request_id = supplied if REQUEST_ID.match(supplied) else uuid.uuid4().hex
         gzipped = stored.gzip if accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING")) else None
-        etag = f'"{entity_tag(stored.version, "")}"'
+        tag = entity_tag(stored.version, "")
+        etag = f'"{tag}"'
         headers = [
             ("Date", self._date()),
             ("ETag", etag if gzipped is None else f"W/{etag}"),
@@ -148,7 +143,8 @@ class FirstPageServer:
             (REQUEST_ID_HEADER, request_id),
             *self._headers,
         ]
-        if _matches(environ.get("HTTP_IF_NONE_MATCH"), etag):
+        if_none_match = environ.get("HTTP_IF_NONE_MATCH")
+        if if_none_match and _entity_tags(if_none_match).contains_weak(tag):
             return 304, headers, b"", request_id  # without the entity's headers, as Flask
         actor = Actor(
             id=principal.id,
@@ -174,7 +170,7 @@ class FirstPageServer:
         headers += [
             ("Content-Type", "application/json"),
             ("Content-Length", str(len(body))),
-            ("Last-Modified", self._last_modified(stored.synced_at)),
+            ("Last-Modified", _last_modified(stored.synced_at)),
         ]
         if gzipped is not None:
             headers.append(("Content-Encoding", "gzip"))
@@ -188,16 +184,13 @@ def _raise_store_error() -> None:
         raise error
 
 
-def _http_date(synced_at: str) -> str:
-    """``synced_at`` as an HTTP date (whole seconds, as ``Last-Modified`` carries)."""
-    return format_datetime(datetime.fromisoformat(synced_at).replace(microsecond=0), usegmt=True)
+@lru_cache(maxsize=4096)  # a sync pass gives many reports the same ``synced_at``
+def _last_modified(synced_at: str) -> str:
+    """``synced_at`` as an HTTP date, as Flask's ``Response.last_modified`` writes it."""
+    return http_date(datetime.fromisoformat(synced_at))
 
 
-def _matches(if_none_match: str | None, etag: str) -> bool:
-    """Whether an ``If-None-Match`` header names ``etag`` (weak comparison, RFC 9110)."""
-    if not if_none_match:
-        return False
-    candidates = [candidate.strip() for candidate in if_none_match.split(",")]
-    return "*" in candidates or any(
-        candidate.removeprefix("W/") == etag for candidate in candidates
-    )
+@lru_cache(maxsize=4096)  # a client revalidates with the same header until the report changes
+def _entity_tags(if_none_match: str) -> ETags:
+    """An ``If-None-Match`` header parsed as Flask's ``make_conditional`` parses it."""
+    return parse_etags(if_none_match)

@@ -65,6 +65,12 @@ def _conditional(
     return response
 
 
+def _discloses(response: Response) -> bool:
+    """Whether ``response`` hands over report data, so that it is an audited read: a 304
+    sends nothing the client did not have, and a ``HEAD`` sends no body."""
+    return response.status_code == 200 and request.method != "HEAD"
+
+
 def _report_position(cursor: str | None) -> tuple[int, str] | None:
     if cursor is None:
         return None
@@ -88,7 +94,7 @@ def get_report(username: str, query: ReportQuery) -> Response:
     if response is None:
         response = _filtered_page(username, query)
     response.vary.add("Accept-Encoding")  # the first page may be sent gzipped
-    if response.status_code == 200:  # a 304 discloses nothing the client did not have
+    if _discloses(response):
         actor = current_actor()
         publish_report_read(
             report_store().redis,
@@ -169,7 +175,7 @@ def list_reports(query: ReportListQuery) -> Response:
         etag=entity_tag(str(generation), *versions, _query_key()),
         last_modified=max(synced) if synced else None,
     )
-    if response.status_code == 200:
+    if _discloses(response):
         actor = current_actor()
         publish_report_list_read(
             store.redis,

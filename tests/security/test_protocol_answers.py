@@ -1,0 +1,265 @@
+"""What the HTTP machinery answers on its own (redirects, over-long headers, OPTIONS, HEAD,
+the bearer scheme's case) is a problem document or a correct empty answer, on both APIs,
+through the test client and through gunicorn as production runs them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from healthapp import gunicorn_conf
+from healthapp.domain.roles import Role
+from healthapp.extensions import limiter
+from healthapp.problems import PROBLEM_MEDIA_TYPE
+from healthapp.webapp import MAX_HEADER_LINE_BYTES
+from tests.assertions import assert_problem
+from tests.checkups.test_e2e import running_gunicorn
+from tests.factories import ApiClient, TestUser, checkup_item
+from tests.security.apps import build_apps
+
+API_NAMES = ["core", "reports"]
+#: Headers every response carries whose value changes from one request to the next.
+PER_REQUEST = {"Date", "X-Request-ID"}
+#: The name of the padding header, and the longest value that keeps its line within limit.
+PADDING = "X-Padding"
+LONGEST_VALUE = MAX_HEADER_LINE_BYTES - len(PADDING) - len(": \r\n")
+
+
+@pytest.fixture
+def synced(api: ApiClient, sync: Any) -> dict[str, Any]:
+    """A patient whose report is in Redis; a path of their data on each API."""
+    patient = api.user(Role.PATIENT)
+    item = checkup_item(patient.id, api.machine())
+    assert api.post("/api/v1/checkups/", as_=patient, json={"checkups": [item]}).status_code == 201
+    sync()
+    return {
+        "patient": patient,
+        "core": f"/api/v1/users/{patient.id}",
+        "reports": f"/api/v1/users/{patient.username}/",
+    }
+
+
+@pytest.fixture
+def clients(api: ApiClient, reports: Any) -> dict[str, Any]:
+    return {"core": api.client, "reports": reports}
+
+
+def _stable_headers(response: Any) -> dict[str, str]:
+    return {k: v for k, v in response.headers.items() if k not in PER_REQUEST}
+
+
+# Redirects -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("api_name", API_NAMES)
+def test_a_path_without_its_trailing_slash_is_a_308_problem(
+    clients: dict[str, Any], synced: dict[str, Any], redis_client: Any, api_name: str
+) -> None:
+    client, patient = clients[api_name], synced["patient"]
+    path = synced["reports"].rstrip("/") if api_name == "reports" else "/api/v1/users"
+    response = client.get(path, headers=patient.headers)
+
+    body = assert_problem(response, 308)
+    assert response.headers["Location"] == f"http://localhost{path}/"
+    assert "<" not in response.get_data(as_text=True)
+    assert body["title"] == "Permanent redirect"
+    assert response.headers["X-Request-ID"]  # the request is traced like any other
+    assert response.headers["Cache-Control"] == "private, no-cache"
+
+    head = client.head(path, headers=patient.headers)
+    assert head.status_code == 308
+    assert head.get_data() == b""
+    assert _stable_headers(head) == _stable_headers(response)
+
+
+def test_a_post_without_its_trailing_slash_keeps_its_method_through_the_308(
+    api: ApiClient,
+) -> None:
+    operator = api.user(Role.OPERATOR)
+    response = api.client.post("/api/v1/checkups", json={"checkups": []}, headers=operator.headers)
+    assert_problem(response, 308)
+    assert response.headers["Location"] == "http://localhost/api/v1/checkups/"
+    followed = api.client.post(
+        "/api/v1/checkups", json={"checkups": []}, headers=operator.headers, follow_redirects=True
+    )
+    assert followed.status_code == 200, followed.json
+
+
+# Over-long headers ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("api_name", API_NAMES)
+def test_an_over_long_header_is_a_431_problem(
+    clients: dict[str, Any], synced: dict[str, Any], redis_client: Any, api_name: str
+) -> None:
+    client, path, patient = clients[api_name], synced[api_name], synced["patient"]
+    assert client.get(path, headers=patient.headers).status_code == 200  # token verified
+
+    longest = client.get(path, headers={**patient.headers, PADDING: "a" * LONGEST_VALUE})
+    assert longest.status_code == 200
+    too_long = client.get(path, headers={**patient.headers, PADDING: "a" * (LONGEST_VALUE + 1)})
+    body = assert_problem(too_long, 431)
+    assert body["detail"] == f"The {PADDING} header is longer than 8,190 bytes."
+    assert "aaaa" not in too_long.get_data(as_text=True)  # the value is not echoed
+
+    anonymous = client.get("/healthz", headers={"User-Agent": "b" * 20_000})
+    assert_problem(anonymous, 431)
+
+
+def test_gunicorn_lets_through_every_line_the_apps_refuse_themselves() -> None:
+    assert gunicorn_conf.limit_request_field_size > 2 * MAX_HEADER_LINE_BYTES
+    assert gunicorn_conf.limit_request_line == 8190
+
+
+# OPTIONS and HEAD ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("api_name", API_NAMES)
+def test_options_is_a_204_with_allow_and_no_body(
+    clients: dict[str, Any], synced: dict[str, Any], redis_client: Any, api_name: str
+) -> None:
+    client = clients[api_name]
+    for path in (synced[api_name], "/healthz", "/api/v1/users/"):
+        response = client.options(path, headers=synced["patient"].headers)
+        assert response.status_code == 204, path
+        assert "GET" in response.headers["Allow"].split(", "), path
+        assert "OPTIONS" in response.headers["Allow"].split(", "), path
+        assert "Content-Type" not in response.headers, path
+        assert response.get_data() == b"", path
+    assert_problem(client.options("/api/v1/nothing-here/"), 404)
+
+
+@pytest.mark.parametrize("api_name", API_NAMES)
+def test_a_cors_preflight_is_answered_as_before_without_a_body(
+    app: Any,
+    database_url: str,
+    redis_url: str,
+    engine: Engine,
+    synced: dict[str, Any],
+    api_name: str,
+) -> None:
+    origin = "https://app.myhealth.example"
+    core, reports = build_apps(
+        database_url=database_url, redis_url=redis_url, engine=engine, CORS_ORIGINS=[origin]
+    )
+    try:
+        client = {"core": core, "reports": reports}[api_name].test_client()
+        preflight = client.options(
+            synced[api_name],
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "Authorization",
+            },
+        )
+    finally:
+        limiter.init_app(app)
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == origin
+    assert "authorization" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    assert "GET" in preflight.headers["Access-Control-Allow-Methods"]
+    assert "Content-Type" not in preflight.headers
+    assert preflight.get_data() == b""
+
+
+@pytest.mark.parametrize("api_name", API_NAMES)
+@pytest.mark.parametrize("accept_encoding", ["identity", "gzip"])
+def test_head_answers_what_get_answers_without_the_body(
+    clients: dict[str, Any],
+    synced: dict[str, Any],
+    redis_client: Any,
+    api_name: str,
+    accept_encoding: str,
+) -> None:
+    client, patient = clients[api_name], synced["patient"]
+    headers = {**patient.headers, "Accept-Encoding": accept_encoding}
+    client.get(synced[api_name], headers=headers)  # the token verified: either path may answer
+    for path, status in (
+        (synced[api_name], 200),
+        ("/healthz", 200),
+        ("/openapi.json", 200),
+        ("/api/v1/users/", 403),  # staff only
+    ):
+        got, head = client.get(path, headers=headers), client.head(path, headers=headers)
+        assert got.status_code == head.status_code == status, path
+        assert head.get_data() == b"", path
+        assert _stable_headers(head) == _stable_headers(got), path
+        assert int(head.headers["Content-Length"]) == len(got.get_data()), path
+        expected = "application/json" if status == 200 else PROBLEM_MEDIA_TYPE
+        assert head.mimetype == expected, path
+
+
+# Through gunicorn ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def servers(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Both APIs under gunicorn with the production settings module."""
+    with (
+        running_gunicorn(database_url, tmp_path / "core.log") as core,
+        running_gunicorn(
+            None,
+            tmp_path / "reports.log",
+            app="healthapp.reports.app:create_app()",
+            REDIS_URL=redis_url,
+        ) as reports,
+    ):
+        yield {"core": core, "reports": reports}
+
+
+def _assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"] == PROBLEM_MEDIA_TYPE, response.text
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    return body
+
+
+def _lower_case(user: TestUser) -> dict[str, str]:
+    return {"Authorization": f"bearer {user.access_token}"}
+
+
+@pytest.mark.slow
+def test_both_apis_answer_these_through_gunicorn(
+    servers: dict[str, str], synced: dict[str, Any], redis_client: Any
+) -> None:
+    patient: TestUser = synced["patient"]
+    with httpx.Client(timeout=10) as http:
+        for api_name, base in servers.items():
+            url = base + synced[api_name]
+            for _ in range(2):  # on the Reports API the second read takes the fast path
+                read = http.get(url, headers=_lower_case(patient))
+                assert read.status_code == 200, (api_name, read.text)
+
+            redirect = http.get(base + "/api/v1/users", headers=patient.headers)
+            _assert_problem(redirect, 308)
+            assert redirect.headers["Location"].endswith("/api/v1/users/")
+
+            padded = {**patient.headers, PADDING: "a" * (LONGEST_VALUE + 1)}
+            _assert_problem(http.get(url, headers=padded), 431)
+            # Past gunicorn's own ceiling gunicorn answers, in HTML (see gunicorn_conf).
+            beyond = {PADDING: "a" * (gunicorn_conf.limit_request_field_size + 1)}
+            assert http.get(base + "/healthz", headers=beyond).status_code == 431
+
+            options = http.options(url, headers=patient.headers)
+            assert options.status_code == 204, api_name
+            assert "GET" in options.headers["Allow"]
+            assert "Content-Type" not in options.headers
+            assert options.content == b""
+
+            for accept_encoding in ("identity", "gzip"):
+                headers = {**patient.headers, "Accept-Encoding": accept_encoding}
+                got, head = http.get(url, headers=headers), http.head(url, headers=headers)
+                assert head.status_code == got.status_code == 200
+                assert head.content == b""
+                assert head.headers["Content-Type"] == got.headers["Content-Type"]
+                assert head.headers["Content-Length"] == got.headers["Content-Length"]
+                for name in ("Content-Encoding", "ETag", "Last-Modified"):
+                    assert head.headers.get(name) == got.headers.get(name), (api_name, name)
+                if accept_encoding == "identity":
+                    assert int(head.headers["Content-Length"]) == len(got.content)
