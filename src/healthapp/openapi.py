@@ -53,6 +53,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     },
 }
 
+# Set outside any view (request-id hook, Flask-Limiter, conditional GETs), so written here.
 _HEADERS: dict[str, dict[str, Any]] = {
     REQUEST_ID_HEADER: {
         "description": "The request's id (the caller's own, if it sent a valid one); "
