@@ -2,7 +2,8 @@
 
 APIFlask's own Pydantic input flattens error locations and parses JSON leniently; these
 decorators read the raw body once with ``model_validate_json`` and answer with the
-problem documents of SPEC §3 (400 malformed, 415 not JSON, 422 invalid).
+problem documents of SPEC §3 (400 malformed, 415 not JSON, 422 invalid). Each also notes
+on the view what it reads, which :mod:`healthapp.openapi` documents.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import pydantic_core
-from apiflask.scaffold import _annotate
 from flask import request
 from pydantic import BaseModel, ValidationError
 
@@ -21,6 +21,9 @@ from healthapp.schemas_common import NUL_MESSAGE, nul_locations
 
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound=BaseModel)
+
+_BODY = "documented_body"
+_QUERY = "documented_query"
 
 
 def require_json_content_type() -> None:
@@ -70,6 +73,28 @@ def reject_nul_characters(
         raise Problem(422, f"The {where} failed validation.", errors=errors)
 
 
+def documents_body(model: type[BaseModel], *, example: Any = None) -> Callable[[F], F]:
+    """Document ``model`` as the view's JSON body; the view reads the body itself."""
+
+    def decorator(view: F) -> F:
+        setattr(view, _BODY, (model, example))
+        return view
+
+    return decorator
+
+
+def documented_body(view: Callable[..., Any]) -> tuple[type[BaseModel], Any] | None:
+    """The model (and example) of the JSON body ``view`` reads, if it reads one."""
+    body: tuple[type[BaseModel], Any] | None = getattr(view, _BODY, None)
+    return body
+
+
+def documented_query(view: Callable[..., Any]) -> type[BaseModel] | None:
+    """The model of the query string ``view`` reads, if it reads one."""
+    query: type[BaseModel] | None = getattr(view, _QUERY, None)
+    return query
+
+
 def json_body(model: type[BaseModel], *, example: Any = None) -> Callable[[F], F]:
     """Validate the JSON body as ``model`` and pass it as ``body``; documents it in OpenAPI."""
 
@@ -79,14 +104,7 @@ def json_body(model: type[BaseModel], *, example: Any = None) -> Callable[[F], F
             kwargs["body"] = parse_body(model)
             return view(*args, **kwargs)
 
-        _annotate(
-            wrapper,
-            body=model,
-            body_example=example,
-            body_examples=None,
-            content_type="application/json",
-        )
-        return wrapper  # type: ignore[return-value]
+        return documents_body(model, example=example)(wrapper)  # type: ignore[return-value]
 
     return decorator
 
@@ -100,10 +118,7 @@ def query_args(model: type[BaseModel]) -> Callable[[F], F]:
             kwargs["query"] = parse_query(model)
             return view(*args, **kwargs)
 
-        spec = getattr(wrapper, "_spec", None)
-        if spec is None or spec.get("args") is None:
-            _annotate(wrapper, args=[])
-        wrapper._spec["args"].append((model, "query"))  # type: ignore[attr-defined]
+        setattr(wrapper, _QUERY, model)
         return wrapper  # type: ignore[return-value]
 
     return decorator

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import lru_cache
@@ -18,8 +17,8 @@ from healthapp.config import Base, load_settings
 from healthapp.extensions import cors, jwt
 from healthapp.json_provider import OrjsonProvider
 from healthapp.observability import register_observability
+from healthapp.openapi import register_openapi_conventions
 from healthapp.problems import (
-    PROBLEM_MEDIA_TYPE,
     Problem,
     problem_response,
     register_errorhandlers,
@@ -97,72 +96,6 @@ def new_api(
     _register_jwt_problems()
     register_openapi_conventions(app)
     return app
-
-
-#: ``<uuid:user_id>`` in a Werkzeug rule is ``{user_id}`` in an OpenAPI path.
-_RULE_ARGUMENT = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
-
-
-#: The OpenAPI schema of a problem document (SPEC §3).
-PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["type", "title", "status", "detail", "errors"],
-    "properties": {
-        "type": {"type": "string", "format": "uri"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "errors": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["loc", "msg"],
-                "properties": {
-                    "loc": {"type": "array", "items": {"type": ["string", "integer"]}},
-                    "msg": {"type": "string"},
-                    "type": {"type": "string"},
-                },
-            },
-        },
-    },
-}
-
-
-def register_openapi_conventions(app: APIFlask) -> None:
-    """Document what the views really do: bearer tokens where a role is required, and
-    every error as a problem document.
-
-    The roles declared on each view are the one source: ``@app.doc`` stacked above
-    ``@requires`` would otherwise reset the operation's documented security to none.
-    """
-
-    @app.spec_processor
-    def document_auth_and_problems(spec: dict[Any, Any] | str) -> dict[Any, Any] | str:
-        if not isinstance(spec, dict):  # only with SPEC_PROCESSOR_PASS_OBJECT, never set here
-            return spec
-        paths = spec.get("paths", {})
-        for rule in app.url_map.iter_rules():
-            view = app.view_functions.get(rule.endpoint)
-            if getattr(view, "allowed_roles", None) is None:
-                continue
-            operations = paths.get(_RULE_ARGUMENT.sub(r"{\1}", rule.rule), {})
-            for method in rule.methods or ():
-                operation = operations.get(method.lower())
-                if operation is not None:
-                    operation["security"] = [{"BearerAuth": []}]
-        problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
-        for operations in paths.values():
-            for operation in operations.values():
-                if not isinstance(operation, dict):
-                    continue
-                for status, response in operation.get("responses", {}).items():
-                    if str(status)[:1] in ("4", "5") and isinstance(response, dict):
-                        response["content"] = problem
-        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-        schemas["Problem"] = PROBLEM_SCHEMA
-        for unused in ("HTTPError", "ValidationError"):
-            schemas.pop(unused, None)
-        return spec
 
 
 def security_headers(path: str, *, hsts: bool) -> list[tuple[str, str]]:

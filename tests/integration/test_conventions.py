@@ -21,6 +21,7 @@ from healthapp import config
 from healthapp.app import create_app
 from healthapp.database import make_engine
 from healthapp.domain.roles import Role
+from healthapp.request_parsing import documented_body, documented_query
 from tests import role_matrix
 from tests.assertions import assert_client_error, assert_problem
 from tests.factories import ApiClient
@@ -29,11 +30,11 @@ from tests.routes import OWNER_ARGUMENT
 
 
 def _has_body(app: Any, case: role_matrix.RouteCase) -> bool:
-    return bool(getattr(app.view_functions[case.endpoint], "_spec", {}).get("body"))
+    return documented_body(app.view_functions[case.endpoint]) is not None
 
 
 def _has_query(app: Any, case: role_matrix.RouteCase) -> bool:
-    return bool(getattr(app.view_functions[case.endpoint], "_spec", {}).get("args"))
+    return documented_query(app.view_functions[case.endpoint]) is not None
 
 
 BODY_CASES = [c for c in CASES if c.method in role_matrix.BODY_METHODS]

@@ -168,3 +168,43 @@ def test_over_long_strings_are_rejected(
     model: type[BaseModel], body: dict[str, Any], field: str
 ) -> None:
     assert _errors(model, body) == [(field,)]
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "healthapp.checkups.schemas:CheckupListQuery",
+        "healthapp.reports.schemas:ReportQuery",
+        "healthapp.audit.schemas:AuditEventListQuery",
+    ],
+)
+def test_every_time_range_is_ordered_and_has_timezones(model: str) -> None:
+    import importlib
+
+    module, _, name = model.partition(":")
+    query: type[BaseModel] = getattr(importlib.import_module(module), name)
+    ordered = query.model_validate({"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"})
+    assert ordered.model_dump()["from_"] < ordered.model_dump()["to"]
+    for bad in (
+        {"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
+        {"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
+        {"from": "2026-01-01T00:00:00"},
+    ):
+        with pytest.raises(ValidationError):
+            query.model_validate(bad)
+
+
+def test_blood_group_and_sex_are_one_list_each() -> None:
+    from sqlalchemy import CheckConstraint
+
+    from healthapp.accounts.models import Profile
+    from healthapp.domain.profiles import BLOOD_GROUPS, SEXES, BloodGroup, Sex
+
+    profile = ProfileCreate.model_validate_json(b'{"blood_group": "AB+", "sex": "intersex"}')
+    assert profile.blood_group is BloodGroup.AB_POSITIVE
+    assert profile.sex is Sex.INTERSEX
+    assert ProfileCreate(blood_group="O-").blood_group is BloodGroup.O_NEGATIVE  # type: ignore[arg-type]
+    checks = [c for c in Profile.__table__.constraints if isinstance(c, CheckConstraint)]
+    constraints = " ".join(str(c.sqltext) for c in checks)
+    assert all(f"'{value}'" in constraints for value in (*BLOOD_GROUPS, *SEXES))
+    assert _errors(ProfileCreate, {"blood_group": "C+"}) == [("blood_group",)]

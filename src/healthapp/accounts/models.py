@@ -19,7 +19,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from healthapp.domain.roles import BLOOD_GROUPS, SEXES, Role
+from healthapp.domain.profiles import BLOOD_GROUPS, SEXES
+from healthapp.domain.roles import Role
 from healthapp.orm import Base
 
 

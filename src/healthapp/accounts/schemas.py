@@ -3,40 +3,48 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Literal
+from datetime import date, datetime
+from typing import Annotated
 
 from pydantic import (
     AfterValidator,
     AnyHttpUrl,
-    BeforeValidator,
     EmailStr,
+    Field,
+    Strict,
     StringConstraints,
     TypeAdapter,
-    ValidationInfo,
-    field_validator,
 )
 
 from healthapp.accounts.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from healthapp.domain.profiles import BloodGroup, Sex
 from healthapp.domain.roles import Role
 from healthapp.pagination import PageQuery
-from healthapp.schemas_common import LongText, Page, RequestModel, ResponseModel, ShortText
+from healthapp.schemas_common import (
+    Kept,
+    LongText,
+    Page,
+    PlausibleDate,
+    RequestModel,
+    ResponseModel,
+    ShortText,
+)
 
 
-def _lowercase(value: Any) -> Any:
-    return value.lower() if isinstance(value, str) else value
+def _lowercase(value: str) -> str:
+    return value.lower()
 
 
 #: Usernames are case-insensitive: ``Alice`` registers (and logs in) as ``alice``.
 Username = Annotated[
-    str, BeforeValidator(_lowercase), StringConstraints(pattern=r"^[a-z0-9._-]{3,32}$")
+    str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{3,32}$"), AfterValidator(_lowercase)
 ]
 Password = Annotated[
-    str, StringConstraints(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)
+    str,
+    StringConstraints(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH),
+    Field(description=f"{MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters."),
 ]
 Email = Annotated[EmailStr, StringConstraints(max_length=254)]
-BloodGroup = Literal["A+", "A-", "B+", "B-", "AB+", "AB-", "O+", "O-"]
-Sex = Literal["female", "male", "intersex", "unknown"]
 _HTTP_URL = TypeAdapter(AnyHttpUrl)
 
 
@@ -45,28 +53,20 @@ def _http_url(value: str) -> str:
     return value
 
 
-Avatar = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url)]
-
-
-#: Dates before this are typing mistakes, not medical history.
-EARLIEST_DATE = date(1900, 1, 1)
-
-
-def _plausible_date(value: date | None) -> date | None:
-    # "Today" somewhere on Earth: UTC+14 reaches a date first.
-    latest = (datetime.now(UTC) + timedelta(hours=14)).date()
-    if value is not None and value > latest:
-        raise ValueError("date must not be in the future")
-    if value is not None and value < EARLIEST_DATE:
-        raise ValueError("date must not be before 1900-01-01")
-    return value
-
-
-def _kept(value: Any, info: ValidationInfo) -> Any:
-    """A field a PATCH may change but not set to ``null``."""
-    if value is None:
-        raise ValueError(f"{info.field_name} may be changed but not removed")
-    return value
+#: What an avatar URL looks like; ``AnyHttpUrl`` decides.
+_HTTP_URL_PATTERN = r"^https?://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:[0-9]{1,5})?(/[!-~]*)?$"
+Avatar = Annotated[
+    str,
+    StringConstraints(max_length=2048),
+    AfterValidator(_http_url),
+    Field(
+        description="An http or https URL.",
+        json_schema_extra={"format": "uri", "pattern": _HTTP_URL_PATTERN},
+    ),
+]
+# Strict mode would take only the enum's members from Python code; JSON's strings stay exact.
+BloodGroupValue = Annotated[BloodGroup, Strict(False)]
+SexValue = Annotated[Sex, Strict(False)]
 
 
 class UserCreate(RequestModel):
@@ -77,11 +77,9 @@ class UserCreate(RequestModel):
 
 
 class UserUpdate(RequestModel):
-    email: Email | None = None
-    password: Password | None = None
-    role: Role | None = None
-
-    _no_nulls = field_validator("email", "password", "role")(_kept)
+    email: Kept[Email] = None
+    password: Kept[Password] = None
+    role: Kept[Role] = None
 
 
 class UserRead(ResponseModel):
@@ -102,11 +100,9 @@ class UserListQuery(PageQuery):
 
 class ProfileCreate(RequestModel):
     avatar: Avatar | None = None
-    blood_group: BloodGroup | None = None
-    date_of_birth: date | None = None
-    sex: Sex | None = None
-
-    _dob = field_validator("date_of_birth")(_plausible_date)
+    blood_group: BloodGroupValue | None = None
+    date_of_birth: PlausibleDate | None = None
+    sex: SexValue | None = None
 
 
 class ProfileUpdate(ProfileCreate):
@@ -125,18 +121,13 @@ class ProfileRead(ResponseModel):
 class DiseaseCreate(RequestModel):
     name: ShortText
     details: LongText | None = None
-    diagnosed_on: date | None = None
-
-    _diagnosed = field_validator("diagnosed_on")(_plausible_date)
+    diagnosed_on: PlausibleDate | None = None
 
 
 class DiseaseUpdate(RequestModel):
-    name: ShortText | None = None
+    name: Kept[ShortText] = None
     details: LongText | None = None
-    diagnosed_on: date | None = None
-
-    _diagnosed = field_validator("diagnosed_on")(_plausible_date)
-    _name_kept = field_validator("name")(_kept)
+    diagnosed_on: PlausibleDate | None = None
 
 
 class DiseaseRead(ResponseModel):

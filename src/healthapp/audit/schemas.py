@@ -6,11 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints
 
 from healthapp.audit.models import ACTION_PATTERN
 from healthapp.pagination import PageQuery
-from healthapp.schemas_common import Page, ResponseModel
+from healthapp.schemas_common import Page, ResponseModel, TimeRange
 
 Action = Annotated[str, StringConstraints(max_length=64, pattern=ACTION_PATTERN)]
 Username = Annotated[str, StringConstraints(min_length=1, max_length=32)]
@@ -33,18 +33,10 @@ class AuditEventPage(Page[AuditEventRead]):
     pass
 
 
-class AuditEventListQuery(PageQuery):
+class AuditEventListQuery(PageQuery, TimeRange):
     """Filters of the audit trail; ``from`` is inclusive, ``to`` exclusive."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid")
 
     username: Username | None = Field(None, description="The subject: whose data.")
     action: Action | None = None
-    from_: AwareDatetime | None = Field(None, alias="from")
-    to: AwareDatetime | None = None
-
-    @model_validator(mode="after")
-    def _range_ordered(self) -> AuditEventListQuery:
-        if self.from_ is not None and self.to is not None and self.from_ >= self.to:
-            raise ValueError("from must be before to")
-        return self

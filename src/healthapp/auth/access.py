@@ -15,7 +15,6 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from apiflask.scaffold import _annotate
 from flask import current_app, g, request
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTExtendedException
@@ -153,7 +152,6 @@ def requires(roles: frozenset[Role], *, refresh: bool = False) -> Callable[[F], 
 
         wrapper.allowed_roles = roles  # type: ignore[attr-defined]
         wrapper.token_type = "refresh" if refresh else "access"  # type: ignore[attr-defined]
-        _annotate(wrapper, security=[{"BearerAuth": []}])
         return wrapper  # type: ignore[return-value]
 
     return decorator

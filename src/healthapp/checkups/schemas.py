@@ -23,13 +23,19 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     create_model,
-    model_validator,
 )
 
-from healthapp.domain.checkup_types import CHECKUP_TYPE_NAMES, REGISTRY, CheckupType
+from healthapp.domain.checkup_types import REGISTRY, CheckupType, CheckupTypeName
 from healthapp.pagination import PageQuery
 from healthapp.problems import pydantic_errors
-from healthapp.schemas_common import NUL_MESSAGE, Page, ResponseModel, nul_locations
+from healthapp.schemas_common import (
+    NUL_MESSAGE,
+    Page,
+    ResponseModel,
+    TimeRange,
+    datetime_pattern,
+    nul_locations,
+)
 
 #: How far ahead of the server's clock a reading may be stamped (phones' clocks drift).
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -42,10 +48,13 @@ _TOO_OLD = "taken_at must not be before 1900"
 #: ``taken_at``; how far in the future or past it may be is checked by ``parse_bulk``.
 TakenAt = Annotated[
     AwareDatetime,
-    Field(description="With a timezone; not before 1900, not ahead of the server's clock."),
+    Field(
+        description="With a timezone; not before 1900, not ahead of the server's clock "
+        "(by more than five minutes).",
+        json_schema_extra={"pattern": datetime_pattern(datetime.now(UTC).year)},
+    ),
 ]
 TakenBy = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-CheckupTypeName = Literal[CHECKUP_TYPE_NAMES]  # type: ignore[valid-type]
 
 
 class CheckupCreateBase(BaseModel):
@@ -273,18 +282,10 @@ class UploadQuery(BaseModel):
     mode: Literal["atomic", "batch"] = "atomic"
 
 
-class CheckupListQuery(PageQuery):
+class CheckupListQuery(PageQuery, TimeRange):
     """Filters of the check-up list; ``from`` is inclusive, ``to`` exclusive."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid")
 
     user_id: uuid.UUID | None = None
     checkup_type: CheckupTypeName | None = None
-    from_: AwareDatetime | None = Field(None, alias="from")
-    to: AwareDatetime | None = None
-
-    @model_validator(mode="after")
-    def _range_ordered(self) -> CheckupListQuery:
-        if self.from_ is not None and self.to is not None and self.from_ >= self.to:
-            raise ValueError("from must be before to")
-        return self

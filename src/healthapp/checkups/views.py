@@ -5,12 +5,11 @@ from __future__ import annotations
 import gc
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 from apiflask import APIBlueprint
-from apiflask.scaffold import _annotate
 from flask import Response, current_app, request
 
 from healthapp.auth import policy
@@ -33,12 +32,11 @@ from healthapp.errors import Conflict, InvalidInput
 from healthapp.extensions import limiter
 from healthapp.json_provider import dumps_bytes
 from healthapp.observability import UPLOAD_ITEMS
+from healthapp.openapi import model_ref
 from healthapp.problems import Problem, not_found, validation_problem
-from healthapp.request_parsing import query_args, require_json_content_type
+from healthapp.request_parsing import documents_body, query_args, require_json_content_type
 
 bp = APIBlueprint("checkups", __name__, url_prefix="/api/v1/checkups", tag="Check-ups")
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 _UPLOAD_EXAMPLE = {
     "checkups": [
@@ -90,37 +88,40 @@ def _upload_limit() -> str:
     return str(current_app.config["UPLOAD_RATE_LIMIT_PER_ADDRESS"])
 
 
-def _documents_body(view: F) -> F:
-    """Document the upload body in OpenAPI; the view itself reads the raw bytes."""
-    _annotate(
-        view,
-        body=CheckupBulkCreate,
-        body_example=_UPLOAD_EXAMPLE,
-        body_examples=None,
-        content_type="application/json",
-    )
-    return view
+_UPLOAD_RESPONSES: dict[int | str, Any] = {
+    200: {
+        "description": "Nothing new was stored "
+        "(every item a duplicate, or batch mode rejected the rest).",
+        "content": {"application/json": {"schema": model_ref(CheckupUploadRead)}},
+    },
+    400: "The body is not valid JSON.",
+    401: "No valid access token.",
+    403: "Not allowed.",
+    409: "An id is already stored with different content (all-or-nothing mode).",
+    413: "The body is over MAX_CONTENT_LENGTH or holds over MAX_BULK_ITEMS check-ups.",
+    415: "The body is not JSON.",
+    422: "An item is invalid (all-or-nothing mode), or the body is not an upload.",
+    429: "Too many uploads from this address.",
+}
 
 
 @bp.post("/")
 @limiter.limit(_upload_limit, scope="checkups-upload")
-@bp.output(CheckupUploadRead, status_code=201, description="Some check-ups were stored.")
-@bp.doc(
-    responses={
-        200: "Nothing new was stored (every item a duplicate, or batch mode rejected the rest).",
-        400: "The body is not valid JSON.",
-        401: "No valid access token.",
-        403: "Not allowed.",
-        409: "An id is already stored with different content (all-or-nothing mode).",
-        413: "The body is over MAX_CONTENT_LENGTH or holds over MAX_BULK_ITEMS check-ups.",
-        415: "The body is not JSON.",
-        422: "An item is invalid (all-or-nothing mode), or the body is not an upload.",
-        429: "Too many uploads from this address.",
-    }
+@bp.output(
+    CheckupUploadRead,
+    status_code=201,
+    description="Some check-ups were stored.",
+    links={
+        "GetCheckup": {
+            "operationId": "get_checkup",
+            "parameters": {"checkup_id": "$request.body#/checkups/0/id"},
+        }
+    },
 )
+@bp.doc(responses=_UPLOAD_RESPONSES)
 @requires(policy.ALL_ROLES)
 @query_args(UploadQuery)
-@_documents_body
+@documents_body(CheckupBulkCreate, example=_UPLOAD_EXAMPLE)
 def upload_checkups(query: UploadQuery) -> Response:
     """Bulk-upload a session's check-ups (up to MAX_BULK_ITEMS, 10,000 by default).
 

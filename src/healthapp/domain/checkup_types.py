@@ -26,6 +26,8 @@ Bpm = Annotated[int, Field(ge=20, le=300)]
 
 
 class BloodPressure(Information):
+    """Diastolic below systolic."""
+
     systolic: Annotated[int, Field(ge=40, le=300, description="mmHg")]
     diastolic: Annotated[int, Field(ge=20, le=200, description="mmHg")]
     pulse: Bpm | None = None
@@ -94,3 +96,5 @@ REGISTRY: dict[str, CheckupType] = {
 }
 
 CHECKUP_TYPE_NAMES: tuple[str, ...] = tuple(REGISTRY)
+#: The name of a registered check-up type.
+CheckupTypeName = Literal[CHECKUP_TYPE_NAMES]  # type: ignore[valid-type]

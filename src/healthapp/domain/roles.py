@@ -16,7 +16,3 @@ class Role(StrEnum):
     def sees_everyone(self) -> bool:
         """Operators and admins read every user's data; patients only their own."""
         return self in (Role.OPERATOR, Role.ADMIN)
-
-
-BLOOD_GROUPS = ("A+", "A-", "B+", "B-", "AB+", "AB-", "O+", "O-")
-SEXES = ("female", "male", "intersex", "unknown")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import StringConstraints, ValidationInfo, field_validator
+from pydantic import StringConstraints
 
 from healthapp.pagination import PageQuery
-from healthapp.schemas_common import LongText, Page, RequestModel, ResponseModel, ShortText
+from healthapp.schemas_common import Kept, LongText, Page, RequestModel, ResponseModel, ShortText
 
 MachineType = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 SerialNumber = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -24,18 +24,11 @@ class MachineCreate(RequestModel):
 
 
 class MachineUpdate(RequestModel):
-    machine_type: MachineType | None = None
-    serial_number: SerialNumber | None = None
+    machine_type: Kept[MachineType] = None
+    serial_number: Kept[SerialNumber] = None
     information: LongText | None = None
     manufacturer: ShortText | None = None
-    active: bool | None = None
-
-    @field_validator("machine_type", "serial_number", "active")
-    @classmethod
-    def _required_kept(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None:
-            raise ValueError(f"{info.field_name} may be changed but not removed")
-        return value
+    active: Kept[bool] = None
 
 
 class MachineRead(ResponseModel):

@@ -4,29 +4,26 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from healthapp.domain.checkup_types import CHECKUP_TYPE_NAMES
+from healthapp.domain.checkup_types import CheckupTypeName
+from healthapp.domain.profiles import BloodGroup, Sex
 from healthapp.domain.report_render import FIRST_PAGE_SIZE
 from healthapp.pagination import PageQuery
-from healthapp.schemas_common import AwareDatetime
-
-CheckupTypeName = Literal[CHECKUP_TYPE_NAMES]  # type: ignore[valid-type]
+from healthapp.schemas_common import TimeRange
 
 DEFAULT_CHECKUPS_PER_USER = 100
 MAX_CHECKUPS_PER_USER = 1000
 
 
-class ReportQuery(PageQuery):
+class ReportQuery(PageQuery, TimeRange):
     """Filters of one user's check-ups; ``from`` is inclusive, ``to`` exclusive."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid")
 
     checkup_type: CheckupTypeName | None = None
-    from_: AwareDatetime | None = Field(None, alias="from")
-    to: AwareDatetime | None = None
 
     def is_first_page(self) -> bool:
         """Whether this asks for the stored first page: no filter, no cursor, default size."""
@@ -37,12 +34,6 @@ class ReportQuery(PageQuery):
             and self.from_ is None
             and self.to is None
         )
-
-    @model_validator(mode="after")
-    def _ordered(self) -> ReportQuery:
-        if self.from_ is not None and self.to is not None and self.from_ >= self.to:
-            raise ValueError("from must be before to")
-        return self
 
 
 class ReportListQuery(PageQuery):
@@ -73,9 +64,9 @@ class ReportCheckup(_Read):
 
 class ReportProfile(_Read):
     avatar: str | None
-    blood_group: str | None
+    blood_group: BloodGroup | None
     date_of_birth: date | None
-    sex: str | None
+    sex: Sex | None
     created_at: datetime
     updated_at: datetime
 
