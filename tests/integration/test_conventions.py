@@ -532,6 +532,7 @@ def test_the_outbox_is_a_leaf_that_knows_no_domain() -> None:
 #: request context without loading Flask or Prometheus.
 SERVICE_MODULES = [
     "healthapp.accounts.service",
+    "healthapp.checkups.ingest",
     "healthapp.checkups.service",
     "healthapp.machines.service",
     "healthapp.audit.service",
