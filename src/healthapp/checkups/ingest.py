@@ -96,6 +96,7 @@ _COPY_CHECKUPS = (
 _CHECKUP_TYPES = ["uuid", "uuid", "uuid", "text", "jsonb", "text", "timestamptz", "uuid"]
 
 _NO_JIT = text("SET LOCAL jit = off")
+_STORED_IDS = text("SELECT id FROM checkups WHERE id = ANY(:ids)")
 _EXISTING_MACHINES = text("SELECT id, active FROM machines WHERE id = ANY(:ids)")
 
 _NOT_YOURS = "a patient may upload check-ups only for themself"
@@ -208,8 +209,9 @@ def _keep_usable(
     items: list[tuple[int, CheckupCreateBase]],
     errors: list[dict[str, Any]],
 ) -> tuple[list[tuple[int, CheckupCreateBase]], dict[uuid.UUID, str]]:
-    """The items whose user exists and whose machine exists and is in service, and the
-    users' names; one query for the users, one for the machines."""
+    """The items whose user exists and whose machine exists and is in service (or took the
+    item before it was retired), and the users' names; one query for the users, one for the
+    machines, and one more only when an item names a retired machine."""
     if not items:
         return items, {}
     user_ids = list({item.user_id for _, item in items})
@@ -220,6 +222,12 @@ def _keep_usable(
     )
     if len(users) == len(user_ids) and len(active) == len(machine_ids) and all(active.values()):
         return items, users
+    # A retired machine takes no new check-ups, but a resend of one it took before is still
+    # the duplicate it always was (the client may have lost the first answer).
+    retired = [item.id for _, item in items if active.get(item.machine_id) is False]
+    stored_before = (
+        set(session.scalars(_STORED_IDS, {"ids": retired})) if retired else set[uuid.UUID]()
+    )
     kept = []
     for index, item in items:
         usable = True
@@ -230,7 +238,7 @@ def _keep_usable(
         if in_service is None:
             errors.append(item_error(index, "machine_id", _UNKNOWN_MACHINE, "unknown_machine"))
             usable = False
-        elif not in_service:
+        elif not in_service and item.id not in stored_before:
             errors.append(item_error(index, "machine_id", _RETIRED_MACHINE, "retired_machine"))
             usable = False
         if usable:
