@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from healthapp.accounts import service
@@ -197,9 +197,10 @@ def test_a_unique_constraint_the_map_does_not_name_is_the_general_conflict(
     db_session: Any,
 ) -> None:
     user = _user(db_session)
-    twin = User(id=user.id, username="bob", email="bob@example.com", password_hash="x")
+    twin = {"id": user.id, "username": "bob", "email": "bob@example.com", "password_hash": "x"}
     with pytest.raises(Conflict, match=r"^The change conflicts with existing data\.$"):  # noqa: SIM117
         with unit_of_work(db_session):
-            db_session.add(twin)  # pk_users: no refusal of its own (ids are never chosen)
+            # pk_users: no refusal of its own (ids are never chosen by a caller)
+            db_session.execute(insert(User).values(**twin))
     db_session.expire_all()
     assert service.get(session=db_session, user_id=user.id).username == "alice"

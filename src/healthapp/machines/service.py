@@ -14,7 +14,7 @@ from healthapp.machines.models import Machine
 from healthapp.machines.schemas import MachineCreate, MachineListQuery, MachineUpdate
 from healthapp.outbox.service import record_changed_users
 from healthapp.pagination_sql import paginate_by_time
-from healthapp.unit_of_work import unit_of_work
+from healthapp.unit_of_work import MACHINE_STILL_REFERENCED, unit_of_work
 
 #: Fields shown in users' reports: changing one rebuilds the reports of the machine's users.
 _REPORTED_FIELDS = frozenset({"machine_type", "manufacturer"})
@@ -73,5 +73,5 @@ def update(*, session: Session, machine: Machine, machine_in: MachineUpdate) -> 
 
 def delete(*, session: Session, machine: Machine) -> None:
     """Delete a machine no check-up references; otherwise a conflict (retire it instead)."""
-    with unit_of_work(session):
+    with unit_of_work(session, refusals=MACHINE_STILL_REFERENCED):
         session.delete(machine)
