@@ -54,11 +54,11 @@ def register_blueprints(app: APIFlask) -> None:
     """Mount every domain's views."""
     from healthapp.accounts.views import bp as accounts_bp
     from healthapp.audit.views import bp as audit_bp
-    from healthapp.auth.views import bp as auth_bp
     from healthapp.checkups.views import bp as checkups_bp
     from healthapp.machines.views import bp as machines_bp
+    from healthapp.sessions.views import bp as sessions_bp
 
-    for blueprint in (auth_bp, accounts_bp, machines_bp, checkups_bp, audit_bp):
+    for blueprint in (sessions_bp, accounts_bp, machines_bp, checkups_bp, audit_bp):
         app.register_blueprint(blueprint)
 
 

@@ -313,7 +313,7 @@ def seed(
     """
     from healthapp.accounts import service as accounts
     from healthapp.accounts.schemas import DiseaseCreate, ProfileCreate, UserCreate
-    from healthapp.checkups import service as checkups
+    from healthapp.checkups import ingest as checkups
     from healthapp.checkups.schemas import parse_bulk
     from healthapp.domain.roles import Role
     from healthapp.machines import service as machines_service

@@ -2,8 +2,9 @@
 
 A constraint the database enforces and a change breaks is answered in the domain's words:
 ``CONSTRAINT_ERRORS`` maps each named constraint (``orm.NAMING_CONVENTION`` and the
-migrations name them) to the refusal it means. A constraint missing from the map is a bug,
-and its error is raised as it is.
+migrations name them) to the refusal it means. Another unique or foreign-key constraint
+gets the general conflict (and a warning naming it, so the map can be completed); a broken
+check or not-null constraint is a bug the validation let through, and is raised as it is.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from functools import partial
 
 import psycopg
 import sqlalchemy.exc
+import structlog
 from sqlalchemy.orm import Session
 
 from healthapp.errors import Conflict, DomainError
@@ -22,6 +24,8 @@ from healthapp.errors import Conflict, DomainError
 UNIQUE = "23505"
 FOREIGN_KEY = "23503"  # a row names one that does not exist (any more)
 RESTRICT = "23001"  # a delete of a row that others still name (``ON DELETE RESTRICT``)
+
+_log = structlog.get_logger("healthapp.unit_of_work")
 
 _UPLOAD_RACE = "A user or machine of this upload was deleted meanwhile; retry the upload."
 
@@ -83,4 +87,9 @@ def _refusal_of(error: Exception) -> DomainError | None:
     sqlstate = getattr(driver_error, "sqlstate", None)
     constraint = getattr(getattr(driver_error, "diag", None), "constraint_name", None)
     make = CONSTRAINT_ERRORS.get((constraint or "", sqlstate or ""))
-    return make() if make is not None else None
+    if make is not None:
+        return make()
+    if sqlstate in (UNIQUE, FOREIGN_KEY, RESTRICT):
+        _log.warning("constraint without a refusal of its own", constraint=constraint)
+        return Conflict("The change conflicts with existing data.")
+    return None

@@ -20,10 +20,11 @@ from healthapp.accounts.schemas import (
     UserUpdate,
 )
 from healthapp.audit.models import AuditEvent
-from healthapp.errors import DomainError, NotFound
+from healthapp.errors import Conflict, DomainError, NotFound
 from healthapp.outbox.models import ReportOutbox
 from healthapp.pagination import PageQuery
 from healthapp.problems import from_domain_error
+from healthapp.unit_of_work import unit_of_work
 
 
 def _user(session: Any, username: str = "alice", email: str | None = None) -> User:
@@ -183,10 +184,22 @@ def test_a_change_to_what_does_not_exist_is_not_found(db_session: Any) -> None:
     assert _queued(db_session, user.id) == 1  # the registration's row only
 
 
-def test_a_constraint_the_map_does_not_name_is_raised_as_it_is(db_session: Any) -> None:
+def test_a_broken_check_constraint_is_raised_as_it_is(db_session: Any) -> None:
     user = _user(db_session)
     user.role = "superuser"  # breaks ck_users_role_known, a bug no refusal describes
     with pytest.raises(IntegrityError, match="ck_users_role_known"):
         service.update(session=db_session, user=user, user_in=UserUpdate())
     db_session.expire_all()
     assert service.get(session=db_session, user_id=user.id).role == "patient"
+
+
+def test_a_unique_constraint_the_map_does_not_name_is_the_general_conflict(
+    db_session: Any,
+) -> None:
+    user = _user(db_session)
+    twin = User(id=user.id, username="bob", email="bob@example.com", password_hash="x")
+    with pytest.raises(Conflict, match=r"^The change conflicts with existing data\.$"):  # noqa: SIM117
+        with unit_of_work(db_session):
+            db_session.add(twin)  # pk_users: no refusal of its own (ids are never chosen)
+    db_session.expire_all()
+    assert service.get(session=db_session, user_id=user.id).username == "alice"

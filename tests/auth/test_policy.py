@@ -25,6 +25,13 @@ def test_everyone_reads_their_own_data_and_staff_everyone_s(role: Role) -> None:
     assert policy.can_read(_as(role), OTHER) is (role is not Role.PATIENT)
 
 
+@pytest.mark.parametrize("role", list(Role))
+def test_reports_are_read_by_their_user_and_by_staff(role: Role) -> None:
+    me = _as(role)
+    assert policy.can_read_report(me, me.username)
+    assert policy.can_read_report(me, "someone-else") is (role is not Role.PATIENT)
+
+
 def test_another_patients_data_is_missing_not_forbidden() -> None:
     with pytest.raises(NotFound, match=r"^The check-up does not exist\.$"):
         policy.require_read(_as(Role.PATIENT), OTHER, what="check-up")

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
+from healthapp.checkups import ingest as checkups_ingest
 from healthapp.checkups import service
 from healthapp.checkups.schemas import BulkParse, parse_bulk
 from healthapp.database import db
@@ -56,7 +57,7 @@ def people(api: ApiClient) -> dict[str, Any]:
 def ingest(app: Any, items: list[dict[str, Any]], uploader: uuid.UUID, **kw: Any) -> Any:
     """Run one upload through the service in its own app context (its own session)."""
     with app.app_context():
-        return service.ingest_checkups(
+        return checkups_ingest.ingest_checkups(
             session=db.session,
             parsed=parsed(items),
             uploaded_by=uploader,
@@ -112,7 +113,7 @@ def test_a_conflict_found_after_the_insert_rolls_everything_back(app, engine, pe
         ingest(app, upload, people["operator"].id)
     assert from_domain_error(caught.value).status == 409
     assert caught.value.errors == [
-        {"loc": ["checkups", 50, "id"], "msg": service._CONFLICT, "type": "conflict"}
+        {"loc": ["checkups", 50, "id"], "msg": checkups_ingest._CONFLICT, "type": "conflict"}
     ]
     assert stored(engine) == rows
     assert queued(engine) == entries

@@ -662,3 +662,18 @@ def test_openapi_documents_the_upload(api):
     schemas = orjson.dumps(spec["components"]).decode()
     for model in ("BloodPressureCheckupCreate", "EcgCheckupCreate", "CheckupUploadRead"):
         assert model in schemas
+
+
+def test_a_resend_of_what_a_machine_took_before_it_was_retired_is_a_duplicate(
+    api, engine, operator, patient, machine
+):
+    taken = checkup_item(patient.id, machine)
+    assert upload(api, operator, [taken]).status_code == 201
+    _retire(api, machine)
+    changed = {**taken, "test_taken_by": "someone else"}
+    assert upload(api, operator, [taken]).json["duplicates"] == 1  # the first answer was lost
+    conflict = assert_problem(upload(api, operator, [changed]), 409)
+    assert [e["type"] for e in conflict["errors"]] == ["conflict"]
+    fresh = assert_problem(upload(api, operator, [taken, checkup_item(patient.id, machine)]), 422)
+    assert [e["loc"] for e in fresh["errors"]] == [["checkups", 1, "machine_id"]]
+    assert stored(engine) == 1

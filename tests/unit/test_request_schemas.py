@@ -17,9 +17,9 @@ from healthapp.accounts.schemas import (
     UserListQuery,
     UserUpdate,
 )
-from healthapp.auth.schemas import TokenCreate
 from healthapp.domain.roles import Role
 from healthapp.machines.schemas import MachineCreate, MachineUpdate
+from healthapp.sessions.schemas import TokenCreate
 
 USER = {"username": "alice", "email": "alice@example.com", "password": "0123456789"}
 

@@ -1,1 +1,1 @@
-"""Passwords, tokens and who may do what."""
+"""Who the caller is and what they may do: password hashing, token checks, the access policy."""

@@ -39,6 +39,12 @@ def can_read(principal: Principal, user_id: uuid.UUID) -> bool:
     return principal.role.sees_everyone or principal.id == user_id
 
 
+def can_read_report(principal: Principal, username: str) -> bool:
+    """Whether the caller may read the report stored for ``username`` (the read side knows
+    users by name)."""
+    return principal.role.sees_everyone or principal.username == username
+
+
 def require_read(principal: Principal, user_id: uuid.UUID, *, what: str = "user") -> None:
     """Refuse, as missing (not as forbidden: ids cannot be probed), a read of another's data."""
     if not can_read(principal, user_id):

@@ -14,7 +14,7 @@ from flask import Response, current_app, request
 
 from healthapp.auth import policy
 from healthapp.auth.access import current_principal, requires
-from healthapp.checkups import service
+from healthapp.checkups import ingest, service
 from healthapp.checkups.schemas import (
     BulkParse,
     CheckupBulkCreate,
@@ -147,7 +147,7 @@ def upload_checkups(query: UploadQuery) -> Response:
     with _cyclic_gc_paused():
         parsed = _parse_upload(body, max_items=int(current_app.config["MAX_BULK_ITEMS"]))
         try:
-            outcome = service.ingest_checkups(
+            outcome = ingest.ingest_checkups(
                 session=db.session,
                 parsed=parsed,
                 uploaded_by=principal.id,

@@ -33,6 +33,7 @@ from werkzeug.datastructures import ETags
 from werkzeug.http import http_date, parse_etags
 
 from healthapp.audit.stream import publish_report_read
+from healthapp.auth import policy
 from healthapp.auth.access import VERIFIED_TOKENS_EXTENSION, VerifiedTokens
 from healthapp.observability import HTTP_LATENCY, HTTP_REQUESTS, REQUEST_ID, REQUEST_ID_HEADER
 from healthapp.problems import REDIS_UNREACHABLE, Problem
@@ -118,9 +119,7 @@ class FirstPageServer:
             return None  # the Flask app answers its 431
         principal = tokens.get(token, "access")
         username = path.group(1)
-        if principal is None or not (
-            principal.role.sees_everyone or principal.username == username
-        ):
+        if principal is None or not policy.can_read_report(principal, username):
             return None
         try:
             stored = self.store.first_page(username, lean=True)

@@ -9,6 +9,7 @@ from apiflask import APIBlueprint
 from flask import Response, current_app, request
 
 from healthapp.audit.stream import publish_report_list_read, publish_report_read
+from healthapp.auth import policy
 from healthapp.auth.access import ALL_ROLES, STAFF, current_principal, requires
 from healthapp.domain.report_codec import to_micros
 from healthapp.domain.report_render import report_body
@@ -87,8 +88,7 @@ def _report_position(cursor: str | None) -> tuple[int, str] | None:
 @query_args(ReportQuery)
 def get_report(username: str, query: ReportQuery) -> Response:
     """One user's report (that patient, operator, admin); check-ups newest first."""
-    principal = current_principal()
-    if not principal.role.sees_everyone and principal.username != username:
+    if not policy.can_read_report(current_principal(), username):
         raise not_found("report")
     response = _first_page(username) if query.is_first_page() else None
     if response is None:

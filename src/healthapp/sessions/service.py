@@ -8,7 +8,7 @@ from typing import Protocol
 from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token
 
-from healthapp.auth.schemas import TokenRead
+from healthapp.sessions.schemas import TokenRead
 
 
 class TokenSubject(Protocol):

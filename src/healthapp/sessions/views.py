@@ -6,12 +6,12 @@ from apiflask import APIBlueprint
 from flask import current_app
 
 from healthapp.accounts import service as accounts
-from healthapp.auth import service
 from healthapp.auth.access import ALL_ROLES, current_principal, public, requires, unauthorized
-from healthapp.auth.schemas import TokenCreate, TokenRead
 from healthapp.database import db
 from healthapp.extensions import limiter, login_username_key
 from healthapp.request_parsing import json_body
+from healthapp.sessions import service
+from healthapp.sessions.schemas import TokenCreate, TokenRead
 
 bp = APIBlueprint("auth", __name__, url_prefix="/api/v1/auth", tag="Authentication")
 
