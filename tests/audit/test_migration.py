@@ -40,17 +40,14 @@ def _insert_event(engine: Engine) -> uuid.UUID:
 )
 def test_rows_cannot_be_changed_or_removed(engine: Engine, statement: str) -> None:
     event_id = _insert_event(engine)
-    try:
-        with pytest.raises(DBAPIError, match="append-only") as raised, engine.begin() as conn:
-            conn.execute(text(statement))
-        assert isinstance(raised.value.orig, psycopg.errors.InsufficientPrivilege)
-        with engine.connect() as conn:
-            kept = conn.execute(
-                text("SELECT subject_username FROM audit_events WHERE id = :id"), {"id": event_id}
-            ).scalar_one()
-        assert kept == "someone"
-    finally:
-        truncate_all(engine)
+    with pytest.raises(DBAPIError, match="append-only") as raised, engine.begin() as conn:
+        conn.execute(text(statement))
+    assert isinstance(raised.value.orig, psycopg.errors.InsufficientPrivilege)
+    with engine.connect() as conn:
+        kept = conn.execute(
+            text("SELECT subject_username FROM audit_events WHERE id = :id"), {"id": event_id}
+        ).scalar_one()
+    assert kept == "someone"
 
 
 def test_the_suite_can_still_empty_the_table(engine: Engine) -> None:
@@ -60,24 +57,18 @@ def test_the_suite_can_still_empty_the_table(engine: Engine) -> None:
         assert conn.execute(text("SELECT count(*) FROM audit_events")).scalar_one() == 0
     # And the trigger is back on afterwards.
     _insert_event(engine)
-    try:
-        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
-            conn.execute(text("DELETE FROM audit_events"))
-    finally:
-        truncate_all(engine)
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_events"))
 
 
 def test_source_id_is_unique(engine: Engine) -> None:
     insert = text(
         "INSERT INTO audit_events (id, action, source_id) VALUES (:id, 'report.read', 'entry-1')"
     )
-    try:
-        with engine.begin() as conn:
-            conn.execute(insert, {"id": uuid.uuid4()})
-        with pytest.raises(DBAPIError, match="uq_audit_events_source_id"), engine.begin() as conn:
-            conn.execute(insert, {"id": uuid.uuid4()})
-    finally:
-        truncate_all(engine)
+    with engine.begin() as conn:
+        conn.execute(insert, {"id": uuid.uuid4()})
+    with pytest.raises(DBAPIError, match="uq_audit_events_source_id"), engine.begin() as conn:
+        conn.execute(insert, {"id": uuid.uuid4()})
 
 
 def test_events_outlive_the_user_they_name(api: Any, engine: Engine) -> None:

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.checkups.test_e2e import running_gunicorn
 from tests.factories import ApiClient
+from tests.processes import running_gunicorn
 from tests.reports.conftest import sync
 
 __all__ = ["sync"]

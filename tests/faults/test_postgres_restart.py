@@ -23,9 +23,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from healthapp.domain.roles import Role
-from tests.checkups.test_e2e import running_gunicorn
 from tests.factories import ApiClient, checkup_session
 from tests.faults.servers import OwnedPostgres, wait_until
+from tests.processes import running_gunicorn
 
 pytestmark = pytest.mark.slow
 

@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from healthapp.domain.roles import Role
-from tests.checkups.test_e2e import running_gunicorn
 from tests.factories import ApiClient, TestUser, checkup_session
 from tests.faults.conftest import healthapp_command
 from tests.faults.servers import OwnedPostgres, OwnedRedis, wait_until
+from tests.processes import running_gunicorn
 
 pytestmark = pytest.mark.slow
 

@@ -1,17 +1,12 @@
-"""Prometheus metrics: upload item counters, the sync's figures, and gunicorn workers' sums."""
+"""Prometheus metrics: upload item counters and the sync's figures."""
 
 from __future__ import annotations
 
-import json
 import re
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from prometheus_client import REGISTRY
-from prometheus_client.mmap_dict import MmapedDict
 
 from healthapp import config
 from healthapp.domain.roles import Role
@@ -20,7 +15,6 @@ from healthapp.reports.app import create_app as create_reports_app
 from healthapp.reports.sync_metrics import render_prometheus
 from healthapp.sync import passes as sync_service
 from healthapp.sync.passes import full_rebuild, run_incremental_sync
-from tests.checkups.test_e2e import running_gunicorn
 from tests.factories import checkup_item, checkup_session, insert_checkups
 
 
@@ -126,45 +120,3 @@ def test_histogram_buckets_are_cumulative():
     assert _sample(text, bucket, '{kind="full",le="+Inf"}') == 2
     assert _sample(text, "healthapp_sync_pass_duration_seconds_sum", '{kind="full"}') == 7.3
     assert render_prometheus({}) == ""
-
-
-@pytest.mark.slow
-def test_counts_add_up_across_gunicorn_workers(database_url: str, tmp_path: Path):
-    folder = tmp_path / "metrics"
-    requests = 120
-    with running_gunicorn(
-        database_url,
-        tmp_path / "gunicorn.log",
-        WEB_CONCURRENCY="2",
-        GUNICORN_THREADS="1",
-        PROMETHEUS_MULTIPROC_DIR=str(folder),
-    ) as base:
-
-        def ping(_n: int) -> int:
-            return httpx.get(f"{base}/healthz", headers={"Connection": "close"}).status_code
-
-        with ThreadPoolExecutor(8) as pool:
-            assert set(pool.map(ping, range(requests))) == {200}
-        text = httpx.get(f"{base}/metrics").text
-        per_worker = [_healthz_count(path) for path in sorted(folder.glob("counter_*.db"))]
-
-    served = _sample(
-        text,
-        "healthapp_http_requests_total",
-        '{api="core",method="GET",route="/healthz",status="200"}',
-    )
-    # Both workers answered some, and /metrics (answered by one of them) shows the sum.
-    assert len([count for count in per_worker if count]) == 2, per_worker
-    assert served == sum(per_worker)
-    # Readiness polls before the test's own requests count too.
-    assert requests <= served <= requests + 300
-
-
-def _healthz_count(path: Path) -> float:
-    """The ``/healthz`` request count one worker wrote to its metrics file."""
-    total = 0.0
-    for key, value, *_ in MmapedDict.read_all_values_from_file(str(path)):
-        _metric, sample, labels, *_ = json.loads(key)
-        if sample == "healthapp_http_requests_total" and labels.get("route") == "/healthz":
-            total += value
-    return total

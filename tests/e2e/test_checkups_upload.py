@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,64 +13,9 @@ from sqlalchemy import Engine, text
 
 from healthapp.domain.roles import Role
 from tests.factories import ApiClient, checkup_session
-from tests.processes import free_port, stop
+from tests.processes import MAX_CONTENT_LENGTH, running_gunicorn
 
 pytestmark = pytest.mark.slow
-
-MAX_CONTENT_LENGTH = 4 * 1024 * 1024
-
-
-@contextmanager
-def running_gunicorn(
-    database_url: str | None,
-    log_path: Path,
-    *,
-    app: str = "healthapp.app:create_app()",
-    **settings: str,
-) -> Iterator[str]:
-    """``app`` (default: the Core API) under gunicorn on a free port, on ``database_url``.
-
-    Without ``REDIS_URL`` among ``settings`` the rate limits live in the process's memory.
-    """
-    port = free_port()
-    env = {
-        **os.environ,
-        "HEALTHAPP_ENV": "testing",
-        "BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": "1",
-        "GUNICORN_THREADS": "2",
-        "MAX_CONTENT_LENGTH": str(MAX_CONTENT_LENGTH),
-        "LOG_LEVEL": "WARNING",
-        **settings,
-    }
-    for name, value in (("DATABASE_URL", database_url), ("REDIS_URL", settings.get("REDIS_URL"))):
-        if value:
-            env[name] = value
-        else:
-            env.pop(name, None)
-    exe = shutil.which("gunicorn") or str(Path(sys.executable).with_name("gunicorn"))
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [exe, "-c", "python:healthapp.gunicorn_conf", app],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                assert process.poll() is None, log_path.read_text()
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, "gunicorn did not start"
-                time.sleep(0.1)
-            yield base
-        finally:
-            stop(process)
 
 
 @pytest.fixture
