@@ -250,3 +250,12 @@ def audit_events(engine: Any, **where: Any) -> list[dict[str, Any]]:
         stmt = stmt.where(getattr(AuditEvent, column) == value)
     with engine.connect() as conn:
         return [dict(row._mapping) for row in conn.execute(stmt)]
+
+
+def synced_patient(api: ApiClient, sync: Any) -> tuple[TestUser, dict[str, Any]]:
+    """A new patient with one uploaded check-up, synced so that their report is in Redis."""
+    patient = api.user(Role.PATIENT)
+    item = checkup_item(patient.id, api.machine())
+    assert api.post("/api/v1/checkups/", as_=patient, json={"checkups": [item]}).status_code == 201
+    sync()
+    return patient, item

@@ -11,10 +11,9 @@ import httpx
 import pytest
 
 from healthapp import gunicorn_conf
-from healthapp.domain.roles import Role
 from healthapp.problems import PROBLEM_MEDIA_TYPE
 from healthapp.webapp import MAX_HEADER_LINE_BYTES
-from tests.factories import ApiClient, TestUser, checkup_item
+from tests.factories import ApiClient, TestUser, synced_patient
 from tests.processes import running_gunicorn
 
 #: The name of the padding header, and the longest value that keeps its line within limit.
@@ -25,10 +24,7 @@ LONGEST_VALUE = MAX_HEADER_LINE_BYTES - len(PADDING) - len(": \r\n")
 @pytest.fixture
 def synced(api: ApiClient, sync: Any) -> dict[str, Any]:
     """A patient whose report is in Redis; a path of their data on each API."""
-    patient = api.user(Role.PATIENT)
-    item = checkup_item(patient.id, api.machine())
-    assert api.post("/api/v1/checkups/", as_=patient, json={"checkups": [item]}).status_code == 201
-    sync()
+    patient, _ = synced_patient(api, sync)
     return {
         "patient": patient,
         "core": f"/api/v1/users/{patient.id}",

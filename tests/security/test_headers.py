@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from healthapp.domain.roles import Role
 from healthapp.extensions import limiter
-from tests.factories import ApiClient, checkup_item
+from tests.factories import ApiClient, synced_patient
 from tests.security.apps import build_apps
 
 ALLOWED = "https://app.myhealth.example"
@@ -31,10 +30,7 @@ def apps(app: Any, database_url: str, redis_url: str, engine: Engine) -> Iterato
 @pytest.fixture
 def synced(api: ApiClient, sync: Any) -> dict[str, Any]:
     """A patient whose report is in Redis; the paths of their data on each API."""
-    patient = api.user(Role.PATIENT)
-    item = checkup_item(patient.id, api.machine())
-    assert api.post("/api/v1/checkups/", as_=patient, json={"checkups": [item]}).status_code == 201
-    sync()
+    patient, item = synced_patient(api, sync)
     return {
         "patient": patient,
         "core": f"/api/v1/checkups/{item['id']}",

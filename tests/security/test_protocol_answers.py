@@ -15,7 +15,7 @@ from healthapp.extensions import limiter
 from healthapp.problems import PROBLEM_MEDIA_TYPE
 from healthapp.webapp import MAX_HEADER_LINE_BYTES
 from tests.assertions import assert_problem
-from tests.factories import ApiClient, checkup_item
+from tests.factories import ApiClient, synced_patient
 from tests.security.apps import build_apps
 
 API_NAMES = ["core", "reports"]
@@ -29,10 +29,7 @@ LONGEST_VALUE = MAX_HEADER_LINE_BYTES - len(PADDING) - len(": \r\n")
 @pytest.fixture
 def synced(api: ApiClient, sync: Any) -> dict[str, Any]:
     """A patient whose report is in Redis; a path of their data on each API."""
-    patient = api.user(Role.PATIENT)
-    item = checkup_item(patient.id, api.machine())
-    assert api.post("/api/v1/checkups/", as_=patient, json={"checkups": [item]}).status_code == 201
-    sync()
+    patient, _ = synced_patient(api, sync)
     return {
         "patient": patient,
         "core": f"/api/v1/users/{patient.id}",
