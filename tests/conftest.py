@@ -29,7 +29,7 @@ from healthapp.config import Testing
 from healthapp.database import make_engine, sqlalchemy_url
 from healthapp.migrate import upgrade
 from healthapp.models import metadata
-from tests.factories import ApiClient
+from tests.factories import ApiClient, synced_patient
 
 REDIS_TEST_DB = 15
 #: The trigger of migration 0002 that makes ``audit_events`` append-only.
@@ -197,3 +197,15 @@ def api(app: Any, client: FlaskClient) -> ApiClient:
 @pytest.fixture
 def tmp_instance(tmp_path: Path) -> Path:
     return tmp_path / "instance"
+
+
+@pytest.fixture
+def synced(api: ApiClient, sync: Any) -> dict[str, Any]:
+    """A patient whose report is in Redis, and a path of their data on each API (for the
+    tests that ask both APIs the same thing; ``sync`` is the directory's)."""
+    patient, _ = synced_patient(api, sync)
+    return {
+        "patient": patient,
+        "core": f"/api/v1/users/{patient.id}",
+        "reports": f"/api/v1/users/{patient.username}/",
+    }

@@ -13,23 +13,12 @@ import pytest
 from healthapp import gunicorn_conf
 from healthapp.problems import PROBLEM_MEDIA_TYPE
 from healthapp.webapp import MAX_HEADER_LINE_BYTES
-from tests.factories import ApiClient, TestUser, synced_patient
+from tests.factories import TestUser
 from tests.processes import running_gunicorn
 
 #: The name of the padding header, and the longest value that keeps its line within limit.
 PADDING = "X-Padding"
 LONGEST_VALUE = MAX_HEADER_LINE_BYTES - len(PADDING) - len(": \r\n")
-
-
-@pytest.fixture
-def synced(api: ApiClient, sync: Any) -> dict[str, Any]:
-    """A patient whose report is in Redis; a path of their data on each API."""
-    patient, _ = synced_patient(api, sync)
-    return {
-        "patient": patient,
-        "core": f"/api/v1/users/{patient.id}",
-        "reports": f"/api/v1/users/{patient.username}/",
-    }
 
 
 @pytest.fixture

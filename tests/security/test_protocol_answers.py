@@ -15,7 +15,7 @@ from healthapp.extensions import limiter
 from healthapp.problems import PROBLEM_MEDIA_TYPE
 from healthapp.webapp import MAX_HEADER_LINE_BYTES
 from tests.assertions import assert_problem
-from tests.factories import ApiClient, synced_patient
+from tests.factories import ApiClient
 from tests.security.apps import build_apps
 
 API_NAMES = ["core", "reports"]
@@ -24,17 +24,6 @@ PER_REQUEST = {"Date", "X-Request-ID"}
 #: The name of the padding header, and the longest value that keeps its line within limit.
 PADDING = "X-Padding"
 LONGEST_VALUE = MAX_HEADER_LINE_BYTES - len(PADDING) - len(": \r\n")
-
-
-@pytest.fixture
-def synced(api: ApiClient, sync: Any) -> dict[str, Any]:
-    """A patient whose report is in Redis; a path of their data on each API."""
-    patient, _ = synced_patient(api, sync)
-    return {
-        "patient": patient,
-        "core": f"/api/v1/users/{patient.id}",
-        "reports": f"/api/v1/users/{patient.username}/",
-    }
 
 
 @pytest.fixture
