@@ -67,6 +67,10 @@ def stop(process: subprocess.Popen, *, group: bool = False, timeout: float = 30)
                 os.killpg(process.pid, signal.SIGKILL)
 
 
+#: The Reports API's gunicorn target.
+REPORTS_APP = "healthapp.reports.app:create_app()"
+
+
 @contextmanager
 def running_gunicorn(
     database_url: str | None,
@@ -118,3 +122,15 @@ def running_gunicorn(
             yield base
         finally:
             stop(process)
+
+
+@contextmanager
+def running_apis(database_url: str, redis_url: str, folder: Path) -> Iterator[tuple[str, str]]:
+    """The Core API and the Reports API, each under gunicorn on a free port: their URLs."""
+    with (
+        running_gunicorn(database_url, folder / "core.log") as core,
+        running_gunicorn(
+            None, folder / "reports.log", app=REPORTS_APP, REDIS_URL=redis_url
+        ) as reports,
+    ):
+        yield core, reports

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.factories import ApiClient
-from tests.processes import running_gunicorn
+from tests.processes import running_apis
 from tests.reports.conftest import sync
 
 __all__ = ["sync"]
@@ -81,13 +81,7 @@ def test_generated_clients_drive_a_patient_from_registration_to_a_cached_report(
 ) -> None:
     machine_id = api.machine()
     with (
-        running_gunicorn(database_url, tmp_path / "core.log") as core_url,
-        running_gunicorn(
-            None,
-            tmp_path / "reports.log",
-            app="healthapp.reports.app:create_app()",
-            REDIS_URL=redis_url,
-        ) as reports_url,
+        running_apis(database_url, redis_url, tmp_path) as (core_url, reports_url),
         importable(tmp_path, "core_client", "reports_client"),
     ):
         core = generate_client(f"{core_url}/openapi.json", "core_client", tmp_path)

@@ -14,7 +14,7 @@ from healthapp import gunicorn_conf
 from healthapp.problems import PROBLEM_MEDIA_TYPE
 from healthapp.webapp import MAX_HEADER_LINE_BYTES
 from tests.factories import TestUser
-from tests.processes import running_gunicorn
+from tests.processes import running_apis
 
 #: The name of the padding header, and the longest value that keeps its line within limit.
 PADDING = "X-Padding"
@@ -24,15 +24,7 @@ LONGEST_VALUE = MAX_HEADER_LINE_BYTES - len(PADDING) - len(": \r\n")
 @pytest.fixture
 def servers(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     """Both APIs under gunicorn with the production settings module."""
-    with (
-        running_gunicorn(database_url, tmp_path / "core.log") as core,
-        running_gunicorn(
-            None,
-            tmp_path / "reports.log",
-            app="healthapp.reports.app:create_app()",
-            REDIS_URL=redis_url,
-        ) as reports,
-    ):
+    with running_apis(database_url, redis_url, tmp_path) as (core, reports):
         yield {"core": core, "reports": reports}
 
 

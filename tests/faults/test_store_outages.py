@@ -15,7 +15,7 @@ from healthapp.domain.roles import Role
 from tests.factories import ApiClient, TestUser, checkup_session
 from tests.faults.conftest import healthapp_command
 from tests.faults.servers import OwnedPostgres, OwnedRedis, wait_until
-from tests.processes import running_gunicorn
+from tests.processes import REPORTS_APP, running_gunicorn
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,6 @@ STORE_TIMEOUT_SECONDS = 1
 #: The longest a request may take when its store is unreachable: the store timeout, plus
 #: what a loaded 2-core machine adds to a request.
 ANSWER_BOUND_SECONDS = STORE_TIMEOUT_SECONDS + 2
-REPORTS_APP = "healthapp.reports.app:create_app()"
 
 
 @pytest.fixture
