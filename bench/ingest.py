@@ -326,19 +326,24 @@ def operator_id(url: str) -> str:
 def profile_one_upload(url: str, body: bytes) -> None:
     """Upload one body in-process under cProfile and print the top functions."""
     os.environ["HEALTHAPP_ENV"] = "development"
-    from flask_jwt_extended import create_access_token
-
     from healthapp.app import create_app
+    from healthapp.auth import token_store
+    from healthapp.auth.policy import Principal
     from healthapp.config import Development
+    from healthapp.database import db
+    from healthapp.domain.roles import Role
+    from healthapp.sessions.service import token_issuer
+    from healthapp.unit_of_work import unit_of_work
 
     settings = Development()
     settings.DATABASE_URL = sqlalchemy_url(url)
     settings.REDIS_URL = None
     app = create_app(settings)
-    with app.app_context():
-        token = create_access_token(
-            operator_id(url), additional_claims={"username": OPERATOR, "role": "operator"}
-        )
+    operator = Principal(id=uuid.UUID(operator_id(url)), username=OPERATOR, role=Role.OPERATOR)
+    with app.app_context(), unit_of_work(db.session):
+        token = token_store.start(
+            session=db.session, issuer=token_issuer(), principal=operator
+        ).access_token
     client = app.test_client()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     profiler = cProfile.Profile()

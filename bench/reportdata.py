@@ -26,13 +26,14 @@ from pathlib import Path
 import psycopg
 from sqlalchemy.engine import make_url
 
+from healthapp.auth.keys import generate_key_pair
 from healthapp.database import sqlalchemy_url
 from healthapp.migrate import upgrade
 from healthapp.supervisor import worker_with_beat_command
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
-#: Shared by the servers the benchmarks start and the tokens they sign; never stored.
-JWT_SECRET = "bench-" + uuid.uuid4().hex + uuid.uuid4().hex
+#: The key pair of the servers the benchmarks start and of the tokens they sign; never stored.
+JWT_PRIVATE_KEY, JWT_PUBLIC_KEY = generate_key_pair()
 
 #: ``information`` by position ``n`` in the user's history, four types in turn.
 INFORMATION_SQL = """
@@ -185,7 +186,8 @@ def serve_process(
     full_env = {
         **os.environ,
         "HEALTHAPP_ENV": "development",
-        "JWT_SECRET_KEY": JWT_SECRET,
+        "JWT_PRIVATE_KEY": JWT_PRIVATE_KEY,
+        "JWT_PUBLIC_KEYS": JWT_PUBLIC_KEY,
         "BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": str(workers),
         "LOG_LEVEL": "WARNING",
@@ -217,7 +219,8 @@ def sync_worker(env: dict[str, str], *, log: Path) -> Iterator[subprocess.Popen[
     full_env = {
         **os.environ,
         "HEALTHAPP_ENV": "development",
-        "JWT_SECRET_KEY": JWT_SECRET,
+        "JWT_PRIVATE_KEY": JWT_PRIVATE_KEY,
+        "JWT_PUBLIC_KEYS": JWT_PUBLIC_KEY,
         "LOG_LEVEL": "WARNING",
         **env,
     }
@@ -302,20 +305,30 @@ def get(base: str, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
 def tokens(
     subjects: Sequence[tuple[str, str]], role: str = "patient", *, hours: float = 2
 ) -> list[str]:
-    """Access tokens for ``(user id, username)`` pairs, signed with the servers' key."""
+    """Access tokens for ``(user id, username)`` pairs, signed with the servers' key (each in
+    a session of its own: the Reports API checks its revocation in Redis only)."""
     from datetime import timedelta
 
-    from flask import Flask
-    from flask_jwt_extended import JWTManager, create_access_token
+    from healthapp.auth.keys import KeySet, load_private_key, thumbprint
+    from healthapp.auth.policy import Principal
+    from healthapp.auth.tokens import TokenIssuer, TokenType
+    from healthapp.domain.roles import Role
 
-    app = Flask("bench-tokens")
-    app.config.update(JWT_SECRET_KEY=JWT_SECRET, JWT_ACCESS_TOKEN_EXPIRES=timedelta(hours=hours))
-    JWTManager(app)
-    with app.app_context():
-        return [
-            create_access_token(user_id, additional_claims={"username": name, "role": role})
-            for user_id, name in subjects
-        ]
+    private = load_private_key(JWT_PRIVATE_KEY)
+    kid = thumbprint(private.public_key())
+    issuer = TokenIssuer(
+        KeySet(verifying={kid: private.public_key()}, signing=private, signing_kid=kid),
+        access_lifetime=timedelta(hours=hours),
+        refresh_lifetime=timedelta(hours=hours),
+    )
+    return [
+        issuer.issue(
+            Principal(id=uuid.UUID(user_id), username=name, role=Role(role)),
+            token_type=TokenType.ACCESS,
+            family=uuid.uuid4(),
+        )[0]
+        for user_id, name in subjects
+    ]
 
 
 def subjects(url: str, names: Sequence[str]) -> list[tuple[str, str]]:

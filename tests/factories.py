@@ -4,21 +4,68 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import jwt
 from flask.testing import FlaskClient
-from flask_jwt_extended import create_access_token, create_refresh_token
 from werkzeug.test import TestResponse
 
+from healthapp import config
 from healthapp.accounts import service as accounts
 from healthapp.accounts.schemas import UserCreate
+from healthapp.auth import token_store
+from healthapp.auth.keys import signing_keys
+from healthapp.auth.policy import Principal
+from healthapp.auth.tokens import TokenIssuer, TokenType
 from healthapp.database import db
 from healthapp.domain.roles import Role
 from healthapp.machines import service as machines
 from healthapp.machines.schemas import MachineCreate
+from healthapp.sessions.service import TOKEN_ISSUER_EXTENSION, token_issuer
+from healthapp.unit_of_work import unit_of_work
 
 PASSWORD = "correct-horse-battery"
+
+
+def sign(app: Any, payload: dict[str, Any], **headers: Any) -> str:
+    """``payload`` signed as the Core API ``app`` signs tokens (its key, its ``kid``), with
+    ``headers`` added: for tests that need a token the API would not mint."""
+    keys = app.extensions[TOKEN_ISSUER_EXTENSION].keys
+    return jwt.encode(
+        payload, keys.signing, algorithm="EdDSA", headers={"kid": keys.signing_kid, **headers}
+    )
+
+
+def mint(
+    app: Any,
+    user_id: uuid.UUID,
+    username: str,
+    role: Role | str = Role.PATIENT,
+    *,
+    token_type: TokenType = TokenType.ACCESS,
+    family: uuid.UUID | None = None,
+) -> str:
+    """A token as the stack would issue it, for a user the test made without the Core API;
+    ``app`` is either API (the Reports API's tokens come from its instance's key pair)."""
+    issuer = app.extensions.get(TOKEN_ISSUER_EXTENSION)
+    if issuer is None:
+        settings = config.Testing(HEALTHAPP_INSTANCE_PATH=app.config["INSTANCE_PATH"])
+        issuer = TokenIssuer(
+            signing_keys(settings),
+            access_lifetime=settings.JWT_ACCESS_TOKEN_EXPIRES,
+            refresh_lifetime=settings.JWT_REFRESH_TOKEN_EXPIRES,
+        )
+    principal = Principal(id=user_id, username=username, role=Role(role))
+    token, _claims = issuer.issue(principal, token_type=token_type, family=family or uuid.uuid4())
+    return token
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    """A token's claims, read without checking it."""
+    return dict(jwt.decode(token, options={"verify_signature": False}))
+
+
 _counter = itertools.count(1)
 
 
@@ -54,13 +101,17 @@ class ApiClient:
                     username=username, email=f"{username}@example.com", password=PASSWORD, role=role
                 ),
             )
-            claims = {"username": user.username, "role": user.role}
+            principal = Principal(id=user.id, username=user.username, role=role)
+            with unit_of_work(db.session):
+                tokens = token_store.start(
+                    session=db.session, issuer=token_issuer(), principal=principal
+                )
             return TestUser(
                 id=user.id,
                 username=user.username,
                 role=role,
-                access_token=create_access_token(str(user.id), additional_claims=claims),
-                refresh_token=create_refresh_token(str(user.id), additional_claims=claims),
+                access_token=tokens.access_token,
+                refresh_token=tokens.refresh_token,
             )
 
     def machine(self, machine_type: str = "blood_pressure", **fields: Any) -> uuid.UUID:
@@ -259,3 +310,15 @@ def synced_patient(api: ApiClient, sync: Any) -> tuple[TestUser, dict[str, Any]]
     assert api.post("/api/v1/checkups/", as_=patient, json={"checkups": [item]}).status_code == 201
     sync()
     return patient, item
+
+
+def signed_in(core: str, user: TestUser) -> TestUser:
+    """``user`` with the tokens a running Core API at ``core`` gives for their password (a
+    stack started with an instance of its own has a key pair of its own)."""
+    import httpx
+
+    body = {"username": user.username, "password": PASSWORD}
+    response = httpx.post(f"{core}/api/v1/auth/token", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    tokens = response.json()
+    return replace(user, access_token=tokens["access_token"], refresh_token=tokens["refresh_token"])

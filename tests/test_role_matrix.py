@@ -14,7 +14,7 @@ import pytest
 
 from healthapp.domain.roles import Role
 from tests import factories, role_matrix
-from tests.factories import ApiClient
+from tests.factories import ApiClient, mint
 from tests.routes import CORE_CASES as CASES
 from tests.routes import OWNER_ARGUMENT
 
@@ -125,10 +125,13 @@ def test_patient_naming_another_user_is_answered_as_for_nobody(
 def _toy_api() -> Any:
     """A bare API with one route of each kind, to show the checks fail when they should."""
     from healthapp.auth.access import ADMIN_ONLY, public, requires
+    from healthapp.auth.keys import verifying_keys
     from healthapp.config import load_settings
-    from healthapp.webapp import new_api
+    from healthapp.webapp import new_api, register_token_checks
 
-    toy = new_api("toy", title="Toy", settings=load_settings("testing"))
+    settings = load_settings("testing")
+    toy = new_api("toy", title="Toy", settings=settings)
+    register_token_checks(toy, verifying_keys(settings), revocations=None)
 
     @toy.get("/undeclared")
     def undeclared() -> dict[str, str]:
@@ -154,14 +157,7 @@ def _toy_api() -> Any:
 
 
 def _toy_token(toy: Any, role: Role) -> str:
-    from flask_jwt_extended import create_access_token
-
-    with toy.app_context():
-        return str(
-            create_access_token(
-                str(uuid.uuid4()), additional_claims={"username": "toy", "role": role.value}
-            )
-        )
+    return mint(toy, uuid.uuid4(), "toy", role)
 
 
 def test_matrix_finds_a_route_without_a_declaration() -> None:

@@ -6,20 +6,26 @@ from apiflask import APIFlask
 from sqlalchemy import Engine, text
 
 from healthapp import bootstrap, database
+from healthapp.auth import token_store
+from healthapp.auth.keys import signing_keys
+from healthapp.auth.revocation import Revocations
+from healthapp.auth.tokens import TokenClaims, TokenIssuer
 from healthapp.config import Base, load_settings
 from healthapp.database import db
 from healthapp.extensions import limiter, redis_options
-from healthapp.webapp import new_api, register_health
+from healthapp.sessions.service import TOKEN_ISSUER_EXTENSION
+from healthapp.webapp import new_api, register_health, register_token_checks
 
 
 def create_app(settings: Base | None = None, *, engine: Engine | None = None) -> APIFlask:
     """Build the Core API from ``settings`` (default: from the environment) on ``engine``
     (default: the bootstrap's, from the settings)."""
-    settings = settings or load_settings()
+    settings = settings or load_settings(signs_tokens=True)
     app = new_api(__name__, title="MyHealthApp Core API", api_name="core", settings=settings)
     if engine is None:
         engine = bootstrap.engine(settings, serves_requests=True)
     register_extensions(app, engine=engine)
+    register_tokens(app, settings)
     register_blueprints(app)
     database.register_errorhandlers(app)
     register_health(app, {"postgresql": _check_postgresql})
@@ -42,6 +48,30 @@ def register_extensions(app: APIFlask, *, engine: Engine) -> None:
     limiter.init_app(app)
 
 
+def register_tokens(app: APIFlask, settings: Base) -> None:
+    """Sign tokens with the private key; check them against Redis's revocations, or
+    PostgreSQL's while Redis cannot answer (SPEC §14)."""
+    keys = signing_keys(settings)
+    app.extensions[TOKEN_ISSUER_EXTENSION] = TokenIssuer(
+        keys,
+        access_lifetime=settings.JWT_ACCESS_TOKEN_EXPIRES,
+        refresh_lifetime=settings.JWT_REFRESH_TOKEN_EXPIRES,
+    )
+    revocations = (
+        Revocations(
+            bootstrap.redis_client(settings),
+            retention_seconds=int(settings.JWT_REFRESH_TOKEN_EXPIRES.total_seconds()),
+        )
+        if settings.REDIS_URL
+        else None
+    )
+    register_token_checks(app, keys, revocations=revocations, fallback=_revoked_in_database)
+
+
+def _revoked_in_database(claims: TokenClaims) -> bool:
+    return token_store.is_revoked(session=db.session, claims=claims)
+
+
 def _limiter_storage(redis_url: str) -> str:
     # limits names a Redis unix socket "redis+unix://"; redis-py names it "unix://". A prefix
     # swap, not urllib.parse: urlunsplit drops the empty authority of "unix:///path".
@@ -57,8 +87,9 @@ def register_blueprints(app: APIFlask) -> None:
     from healthapp.checkups.views import bp as checkups_bp
     from healthapp.machines.views import bp as machines_bp
     from healthapp.sessions.views import bp as sessions_bp
+    from healthapp.sessions.views import well_known
 
-    for blueprint in (sessions_bp, accounts_bp, machines_bp, checkups_bp, audit_bp):
+    for blueprint in (sessions_bp, well_known, accounts_bp, machines_bp, checkups_bp, audit_bp):
         app.register_blueprint(blueprint)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import ExitStack
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -337,6 +338,46 @@ def migrate() -> None:
     with ExitStack() as stack:
         _database_url(stack, settings)
     click.echo("database schema is up to date")
+
+
+@main.command()
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory to write jwt-private-key.pem (owner-only) and jwt-public-key.pem into.",
+)
+def keygen(out: Path) -> None:
+    """Make a new token signing key pair (Ed25519) for production or a key rotation.
+
+    The private key goes to the Core API only (JWT_PRIVATE_KEY); the public key to the
+    Reports API and, during a rotation, to both (JWT_PUBLIC_KEYS). Nothing is printed but
+    the paths and the key's id.
+    """
+    import os
+
+    from healthapp.auth.keys import (
+        PRIVATE_KEY_FILE,
+        PUBLIC_KEY_FILE,
+        generate_key_pair,
+        load_public_keys,
+        thumbprint,
+    )
+
+    out.mkdir(parents=True, exist_ok=True)
+    private_path, public_path = out / PRIVATE_KEY_FILE, out / PUBLIC_KEY_FILE
+    private_pem, public = generate_key_pair()
+    try:
+        descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise click.ClickException(f"{private_path} exists; choose another directory") from None
+    with os.fdopen(descriptor, "w") as private_file:
+        private_file.write(private_pem)
+    public_path.write_text(public)
+    click.echo(f"private key: {private_path} (give it to the Core API only)")
+    click.echo(f"public key:  {public_path}")
+    click.echo(f"kid:         {thumbprint(load_public_keys(public)[0])}")
 
 
 if __name__ == "__main__":

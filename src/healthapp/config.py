@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -24,12 +25,11 @@ from pydantic_settings import (
 )
 
 #: Settings that are secrets: never logged, never defaulted in production.
-SECRET_KEYS = ("SECRET_KEY", "JWT_SECRET_KEY")
+SECRET_KEYS = ("SECRET_KEY",)
 #: The settings naming the stores; production requires those its process uses.
 STORES = ("DATABASE_URL", "REDIS_URL")
 #: What the secrets file may supply; anything else in it is ignored.
-FROM_SECRETS_FILE = (*SECRET_KEYS, *STORES)
-_DEVELOPMENT_SECRET = "development-only-not-a-secret-do-not-deploy"  # noqa: S105
+FROM_SECRETS_FILE = (*SECRET_KEYS, "JWT_PRIVATE_KEY", "JWT_PUBLIC_KEYS", *STORES)
 #: What a value of each type must look like, for the message refusing it.
 _EXPECTED = {"int_parsing": "an integer", "bool_parsing": "a boolean (1 or 0)"}
 
@@ -97,7 +97,12 @@ class Base(BaseSettings):
     DATABASE_URL: str | None = Field(None, repr=False)
     REDIS_URL: str | None = Field(None, repr=False)
     SECRET_KEY: SecretStr | None = None
-    JWT_SECRET_KEY: SecretStr | None = None
+    #: PEM of the Ed25519 key that signs tokens (the Core API's); made under the instance
+    #: outside production (``healthapp.auth.keys``).
+    JWT_PRIVATE_KEY: SecretStr | None = None
+    #: PEM of the public keys that verify tokens: the Reports API's keys, and on the Core API
+    #: retired keys that still verify their tokens during a rotation.
+    JWT_PUBLIC_KEYS: str | None = Field(None, repr=False)
     JWT_ACCESS_TOKEN_EXPIRES: timedelta = Field(
         timedelta(seconds=900), validation_alias="JWT_ACCESS_TOKEN_EXPIRES_SECONDS"
     )
@@ -175,18 +180,22 @@ class Base(BaseSettings):
         """The settings as a mapping for ``app.config``, secrets unwrapped."""
         config: dict[str, Any] = {"NAME": self.NAME, "TESTING": self.TESTING, "DEBUG": self.DEBUG}
         for name in type(self).model_fields:
+            if name == "JWT_PRIVATE_KEY":
+                continue  # the app factory reads it from the settings; no view needs it
             value = getattr(self, name)
             config[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
         return config
 
 
 class Development(Base):
-    """A laptop: embedded servers when no URL is set, a fixed non-secret key."""
+    """A laptop: embedded servers when no URL is set; keys made for the instance."""
 
     NAME: ClassVar[str] = "development"
 
-    SECRET_KEY: SecretStr | None = SecretStr(_DEVELOPMENT_SECRET)
-    JWT_SECRET_KEY: SecretStr | None = SecretStr(_DEVELOPMENT_SECRET)
+    def model_post_init(self, context: Any) -> None:
+        if self.SECRET_KEY is None:
+            # Made once per instance, as its key pair is: no value in the repository.
+            self.SECRET_KEY = SecretStr(_instance_secret(Path(self.INSTANCE_PATH)))
 
 
 class Testing(Development):
@@ -206,26 +215,66 @@ class Production(Base):
 
     LOG_JSON: bool = True
 
-    def require(self, *, stores: Sequence[str] = STORES) -> None:
-        """Refuse to run without every secret and the stores (``stores``) this process uses."""
+    def require(self, *, stores: Sequence[str] = STORES, signs_tokens: bool | None = None) -> None:
+        """Refuse to run without every secret, the stores (``stores``) this process uses and
+        its token keys: the private key where it ``signs_tokens`` (the Core API), public keys
+        only where it does not (the Reports API); ``None``: it uses no token key."""
         for key in SECRET_KEYS:
             secret: SecretStr | None = getattr(self, key)
             value = secret.get_secret_value() if secret is not None else ""
-            if not value or value == _DEVELOPMENT_SECRET:
+            if not value:
                 raise ConfigurationError(f"{key} must be set to a secret value in production")
             if len(value) < 32:
                 raise ConfigurationError(f"{key} must be at least 32 characters in production")
         for key in stores:
             if not getattr(self, key):
                 raise ConfigurationError(f"{key} must be set in production")
+        if signs_tokens is True and self.JWT_PRIVATE_KEY is None:
+            raise ConfigurationError("JWT_PRIVATE_KEY must be set in production")
+        if signs_tokens is False and self.JWT_PRIVATE_KEY is not None:
+            raise ConfigurationError(
+                "JWT_PRIVATE_KEY must not be given to the Reports API: it verifies tokens "
+                "with JWT_PUBLIC_KEYS and mints none"
+            )
+        if signs_tokens is False and not self.JWT_PUBLIC_KEYS:
+            raise ConfigurationError("JWT_PUBLIC_KEYS must be set in production")
+
+
+def _instance_secret(instance: Path) -> str:
+    """The instance's own ``SECRET_KEY``, made on first use, readable by its owner only."""
+    import secrets
+
+    path = instance / "secret-key"
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it meanwhile
+        else:
+            with os.fdopen(descriptor, "w") as file:
+                file.write(secrets.token_urlsafe(48))
+    for _ in range(100):
+        value = path.read_text().strip()
+        if value:
+            return value
+        time.sleep(0.02)  # the process that made it is writing it
+    raise ConfigurationError(f"{path.name} in the instance folder is empty; remove it")
 
 
 ENVIRONMENTS: dict[str, type[Base]] = {cls.NAME: cls for cls in (Development, Testing, Production)}
 
 
-def load_settings(name: str | None = None, *, stores: Sequence[str] = STORES) -> Base:
+def load_settings(
+    name: str | None = None,
+    *,
+    stores: Sequence[str] = STORES,
+    signs_tokens: bool | None = None,
+) -> Base:
     """The settings for ``name`` (default: ``HEALTHAPP_ENV``) for a process that uses
-    ``stores`` (the Reports API: Redis only); production refuses what it cannot run with."""
+    ``stores`` (the Reports API: Redis only) and its token keys (``signs_tokens``: the Core
+    API; ``False``: the Reports API; ``None``: the worker and the commands); production
+    refuses what it cannot run with."""
     name = (name or os.environ.get("HEALTHAPP_ENV") or "development").lower()
     try:
         environment = ENVIRONMENTS[name]
@@ -234,5 +283,5 @@ def load_settings(name: str | None = None, *, stores: Sequence[str] = STORES) ->
         raise ConfigurationError(f"HEALTHAPP_ENV must be one of: {choices}") from exc
     settings = environment()
     if isinstance(settings, Production):
-        settings.require(stores=stores)
+        settings.require(stores=stores, signs_tokens=signs_tokens)
     return settings

@@ -11,7 +11,6 @@ from typing import Any
 import redis
 from flask import request
 from flask_cors import CORS
-from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from redis.backoff import NoBackoff
@@ -60,6 +59,21 @@ def run_command(client: redis.Redis, *args: Any) -> Any:
         pool.release(connection)
 
 
+def run_commands(client: redis.Redis, *commands: tuple[Any, ...]) -> list[Any]:
+    """Several commands in one round trip, as :func:`run_command` runs one: the raw replies,
+    in order; any error drops the connection and is raised."""
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    try:
+        connection.send_packed_command(connection.pack_commands(commands))
+        return [connection.read_response() for _ in commands]
+    except BaseException:
+        connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)
+
+
 def login_username_key() -> str:
     """Rate-limit key for the per-user login limit: the username tried, not the address.
 
@@ -74,6 +88,5 @@ def login_username_key() -> str:
     return f"login-user:{username.lower()[:64]}"
 
 
-jwt = JWTManager()
 limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
 cors = CORS()

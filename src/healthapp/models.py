@@ -2,6 +2,7 @@
 
 from healthapp.accounts.models import Disease, Profile, User
 from healthapp.audit.models import AuditEvent
+from healthapp.auth.models import TokenFamily
 from healthapp.checkups.models import Checkup
 from healthapp.machines.models import Machine
 from healthapp.orm import Base
@@ -16,6 +17,7 @@ __all__ = [
     "Machine",
     "Profile",
     "ReportOutbox",
+    "TokenFamily",
     "User",
     "metadata",
 ]

@@ -1,4 +1,4 @@
-"""What both APIs share: the APIFlask app, JSON, problem documents, JWT, health probes."""
+"""What both APIs share: the APIFlask app, JSON, problem documents, token checks, health probes."""
 
 from __future__ import annotations
 
@@ -12,15 +12,17 @@ from flask import Response, current_app, g, request
 from werkzeug.http import parse_accept_header
 from werkzeug.routing import RequestRedirect
 
-from healthapp.auth.access import unauthorized
+from healthapp.auth.access import TOKEN_CHECKS_EXTENSION, TokenChecks
+from healthapp.auth.keys import KeySet
+from healthapp.auth.revocation import Revocations
+from healthapp.auth.tokens import TokenClaims, TokenVerifier
 from healthapp.config import Base, load_settings
-from healthapp.extensions import cors, jwt
+from healthapp.extensions import cors
 from healthapp.json_provider import OrjsonProvider
 from healthapp.observability import register_observability
 from healthapp.openapi import register_openapi_conventions
 from healthapp.problems import (
     Problem,
-    problem_response,
     register_errorhandlers,
     store_unreachable,
 )
@@ -66,9 +68,6 @@ def new_api(
     app.json = OrjsonProvider(app)
     app.config.from_mapping(settings.as_flask_config())
     app.config.update(
-        JWT_TOKEN_LOCATION=["headers"],
-        JWT_ALGORITHM="HS256",
-        JWT_DECODE_ALGORITHMS=["HS256"],
         JSON_SORT_KEYS=False,
         SECURITY_SCHEMES={
             "BearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
@@ -92,8 +91,6 @@ def new_api(
         set_actor(SYSTEM)
 
     register_protocol_problems(app)
-    jwt.init_app(app)
-    _register_jwt_problems()
     register_openapi_conventions(app)
     return app
 
@@ -199,18 +196,17 @@ def register_security_headers(app: APIFlask, *, hsts: bool) -> None:
         return response
 
 
-def _register_jwt_problems() -> None:
-    """Every token failure is the same 401 problem; its cause is not disclosed."""
-
-    def reject(*_args: object) -> Response:
-        return problem_response(unauthorized())
-
-    jwt.unauthorized_loader(reject)
-    jwt.invalid_token_loader(reject)
-    jwt.expired_token_loader(reject)
-    jwt.revoked_token_loader(reject)
-    jwt.needs_fresh_token_loader(reject)
-    jwt.user_lookup_error_loader(reject)
+def register_token_checks(
+    app: APIFlask,
+    keys: KeySet,
+    *,
+    revocations: Revocations | None,
+    fallback: Callable[[TokenClaims], bool] | None = None,
+) -> TokenChecks:
+    """Check bearer tokens against ``keys`` and ``revocations`` on ``app`` (SPEC §14)."""
+    checks = TokenChecks(TokenVerifier(keys), revocations, fallback)
+    app.extensions[TOKEN_CHECKS_EXTENSION] = checks
+    return checks
 
 
 def register_health(app: APIFlask, checks: Mapping[str, ReadinessCheck]) -> None:

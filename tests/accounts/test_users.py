@@ -256,15 +256,21 @@ def test_only_an_admin_changes_a_role(api: ApiClient, role: Role) -> None:
     assert api.get(f"{USERS}{caller.id}", as_=caller).json["role"] == role.value
 
 
-def test_admin_changes_a_role_and_refresh_carries_it(api: ApiClient) -> None:
+def test_admin_changes_a_role_and_the_next_sign_in_carries_it(api: ApiClient) -> None:
     admin, patient = api.user(Role.ADMIN), api.user()
     response = api.patch(f"{USERS}{patient.id}", as_=admin, json={"role": "operator"})
     assert response.status_code == 200
     assert response.json["role"] == "operator"
+    # The tokens given for the old role are revoked, the refresh token too.
+    assert_problem(api.get(USERS, as_=patient), 401)
     refreshed = api.post(
         "/api/v1/auth/refresh", headers={"Authorization": f"Bearer {patient.refresh_token}"}
     )
-    token = refreshed.json["access_token"]
+    assert_problem(refreshed, 401)
+    login = api.post(
+        "/api/v1/auth/token", json={"username": patient.username, "password": PASSWORD}
+    )
+    token = login.json["access_token"]
     listing = api.get(USERS, headers={"Authorization": f"Bearer {token}"})
     assert listing.status_code == 200
 
@@ -396,5 +402,5 @@ def test_patient_cannot_delete_another_user(api: ApiClient) -> None:
 def test_a_deleted_users_token_reaches_nothing_of_theirs(api: ApiClient) -> None:
     patient = api.user()
     assert api.delete(f"{USERS}{patient.id}", as_=patient).status_code == 204
-    assert_problem(api.get(f"{USERS}{patient.id}", as_=patient), 404)
-    assert_problem(api.get(f"{USERS}{patient.id}/diseases", as_=patient), 404)
+    assert_problem(api.get(f"{USERS}{patient.id}", as_=patient), 401)  # revoked
+    assert_problem(api.get(f"{USERS}{patient.id}/diseases", as_=patient), 401)

@@ -111,8 +111,11 @@ def test_user_deletion_is_recorded_and_the_event_survives_it(
     event = _only_event(engine, action="user.delete")
     _assert_actor(event, admin, request_id)
     assert (event["subject_id"], event["subject_username"]) == (patient.id, patient.username)
-    # The profile's event is kept too, though its user and profile are gone.
-    assert len(audit_events(engine, subject_id=patient.id)) == 2
+    # The profile's event is kept too, though its user and profile are gone, and so is the
+    # revocation of the user's tokens.
+    assert len(audit_events(engine, subject_id=patient.id)) == 3
+    revoked = _only_event(engine, action="auth.revoked")
+    assert revoked["details"] == {"reason": "user_deleted", "sessions": 1}
 
 
 def test_user_update_names_the_fields_but_never_their_values(

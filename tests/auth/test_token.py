@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import timedelta
 from typing import Any
 
 import pytest
-from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
 
 from healthapp.domain.roles import Role
 from tests.assertions import assert_problem, error_locs
-from tests.factories import PASSWORD, ApiClient
+from tests.factories import PASSWORD, ApiClient, claims_of, sign
 
 TOKEN = "/api/v1/auth/token"
 REFRESH = "/api/v1/auth/refresh"
@@ -25,9 +22,8 @@ def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _claims(app: Any, token: str) -> dict[str, Any]:
-    with app.app_context():
-        return dict(decode_token(token))
+def _claims(_app: Any, token: str) -> dict[str, Any]:
+    return claims_of(token)
 
 
 # Logging in ----------------------------------------------------------------------------
@@ -48,10 +44,11 @@ def test_login_returns_tokens_carrying_id_username_and_role(
     assert access["sub"] == str(user.id)
     assert access["username"] == user.username
     assert access["role"] == role.value
-    assert access["type"] == "access"
-    assert access["exp"] - access["iat"] == 900
+    assert access["typ"] == "access"
+    assert 899 < access["exp"] - access["iat"] <= 900
     refresh = _claims(app, body["refresh_token"])
-    assert refresh["type"] == "refresh"
+    assert refresh["typ"] == "refresh"
+    assert refresh["fam"] == access["fam"]
     assert refresh["sub"] == str(user.id)
 
 
@@ -126,9 +123,9 @@ def test_refresh_gives_a_new_access_token(app: Any, api: ApiClient) -> None:
     body = response.json
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 900
-    assert body["refresh_token"] is None
+    assert body["refresh_token"] not in (None, tokens["refresh_token"])  # rotated
     claims = _claims(app, body["access_token"])
-    assert (claims["sub"], claims["username"], claims["role"], claims["type"]) == (
+    assert (claims["sub"], claims["username"], claims["role"], claims["typ"]) == (
         str(user.id),
         user.username,
         "operator",
@@ -148,10 +145,15 @@ def test_refresh_token_does_not_open_the_api(api: ApiClient) -> None:
     assert_problem(api.get(f"/api/v1/users/{user.id}", headers=_bearer(user.refresh_token)), 401)
 
 
-def test_refresh_carries_the_current_role(app: Any, api: ApiClient) -> None:
+def test_a_role_change_ends_the_sessions_and_a_new_one_carries_the_new_role(
+    app: Any, api: ApiClient
+) -> None:
     admin, user = api.user(Role.ADMIN), api.user()
-    api.patch(f"/api/v1/users/{user.id}", as_=admin, json={"role": "admin"})
-    token = api.post(REFRESH, headers=_bearer(user.refresh_token)).json["access_token"]
+    assert (
+        api.patch(f"/api/v1/users/{user.id}", as_=admin, json={"role": "admin"}).status_code == 200
+    )
+    assert_problem(api.post(REFRESH, headers=_bearer(user.refresh_token)), 401)
+    token = _login(api, user.username).json["access_token"]
     assert _claims(app, token)["role"] == "admin"
 
 
@@ -164,27 +166,18 @@ def test_refresh_for_a_deleted_account_is_401(api: ApiClient) -> None:
 # Tokens that are not good enough -------------------------------------------------------
 
 
-def _forged_tokens(app: Any, user_id: uuid.UUID, username: str) -> dict[str, str]:
-    claims = {"username": username, "role": "admin"}
-    with app.app_context():
-        expired = create_access_token(
-            str(user_id), additional_claims=claims, expires_delta=timedelta(seconds=-30)
-        )
-        expired_refresh = create_refresh_token(
-            str(user_id), additional_claims=claims, expires_delta=timedelta(seconds=-30)
-        )
-        no_role = create_access_token(str(user_id), additional_claims={"username": username})
-        unknown_role = create_access_token(
-            str(user_id), additional_claims={"username": username, "role": "root"}
-        )
-        bad_subject = create_access_token("not-a-uuid", additional_claims=claims)
+def _forged_tokens(app: Any, user: Any) -> dict[str, str]:
+    access, refresh = claims_of(user.access_token), claims_of(user.refresh_token)
+    past = {"iat": access["iat"] - 3600, "exp": int(access["iat"]) - 30}
+    expired = sign(app, {**access, **past})
     header, payload, _signature = expired.split(".")
+    without_role = {k: v for k, v in access.items() if k != "role"}
     return {
         "expired": expired,
-        "expired refresh": expired_refresh,
-        "no role": no_role,
-        "unknown role": unknown_role,
-        "bad subject": bad_subject,
+        "expired refresh": sign(app, {**refresh, **past}),
+        "no role": sign(app, without_role),
+        "unknown role": sign(app, {**access, "role": "root"}),
+        "bad subject": sign(app, {**access, "sub": "not-a-uuid"}),
         "bad signature": f"{header}.{payload}.c2lnbmF0dXJl",
         "unsigned": f"{header}.{payload}.",
         "garbage": "not.a.jwt",
@@ -194,7 +187,7 @@ def _forged_tokens(app: Any, user_id: uuid.UUID, username: str) -> dict[str, str
 def test_every_bad_token_is_the_same_401(app: Any, api: ApiClient) -> None:
     user = api.user(Role.ADMIN)
     answers = []
-    for name, token in _forged_tokens(app, user.id, user.username).items():
+    for name, token in _forged_tokens(app, user).items():
         path = REFRESH if "refresh" in name else "/api/v1/users/"
         method = api.post if path == REFRESH else api.get
         response = method(path, headers=_bearer(token))

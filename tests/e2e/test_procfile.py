@@ -13,7 +13,7 @@ import pytest
 
 from healthapp.domain.roles import Role
 from healthapp.embedded import start_redis
-from tests.factories import checkup_session
+from tests.factories import checkup_session, signed_in
 from tests.processes import free_port, stop, wait_until_answering
 
 pytestmark = pytest.mark.slow
@@ -64,6 +64,8 @@ def test_procfile_processes_carry_an_upload_to_the_reports_api(
         reports = f"http://127.0.0.1:{reports_port}"
         wait_until_answering(f"{core}/readyz", honcho, deadline)
         wait_until_answering(f"{reports}/readyz", honcho, deadline)
+        # The stack's instance made its own key pair: its tokens come from its Core API.
+        operator, patient = (signed_in(core, user) for user in (operator, patient))
 
         upload = httpx.post(
             f"{core}/api/v1/checkups/",

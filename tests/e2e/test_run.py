@@ -15,7 +15,7 @@ import pytest
 
 from healthapp.domain.roles import Role
 from healthapp.embedded import start_redis
-from tests.factories import checkup_session
+from tests.factories import checkup_session, signed_in
 from tests.processes import free_port, stop, wait_until_answering
 
 pytestmark = pytest.mark.slow
@@ -58,6 +58,8 @@ def test_run_starts_the_stack_and_sums_metrics_over_workers(api, database_url, t
         reports = f"http://127.0.0.1:{reports_port}"
         wait_until_answering(f"{core}/readyz", process, deadline)
         wait_until_answering(f"{reports}/readyz", process, deadline)
+        # The stack's instance made its own key pair: its tokens come from its Core API.
+        operator, patient = (signed_in(core, user) for user in (operator, patient))
         upload = httpx.post(
             f"{core}/api/v1/checkups/", json={"checkups": items}, headers=operator.headers
         )

@@ -31,8 +31,9 @@ def compose() -> dict:
 def program(command: str) -> list[str]:
     """The words of the final program a shell command runs (after ``exec`` and ``env``)."""
     words = shlex.split(command.split("&&")[-1])
-    while words and (words[0] in ("exec", "env") or re.match(r"^[A-Z_]+=", words[0])):
-        words.pop(0)
+    while words and (words[0] in ("exec", "env", "-u") or re.match(r"^[A-Z_]+=", words[0])):
+        if words.pop(0) == "-u":
+            words.pop(0)  # the variable ``env`` removes
     return [word for word in words if not word.startswith("$")]
 
 
@@ -83,13 +84,21 @@ def test_no_secret_is_committed():
     values = dict(
         line.split("=", 1) for line in example.splitlines() if line and not line.startswith("#")
     )
-    for key in ("SECRET_KEY", "JWT_SECRET_KEY", "POSTGRES_PASSWORD"):
+    for key in ("SECRET_KEY", "JWT_PRIVATE_KEY", "JWT_PUBLIC_KEYS", "POSTGRES_PASSWORD"):
         assert values[key] == "", key
     assert set(procfile_variables()) <= set(values) | {"PATH"}
     assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
     compose_text = (ROOT / "docker-compose.yml").read_text()
-    for key in ("SECRET_KEY", "JWT_SECRET_KEY", "POSTGRES_PASSWORD"):
+    for key in ("SECRET_KEY", "JWT_PRIVATE_KEY", "JWT_PUBLIC_KEYS", "POSTGRES_PASSWORD"):
         assert f"${{{key}:?" in compose_text  # required from .env, no default
+
+
+def test_only_the_core_api_is_given_the_private_key():
+    services = compose()["services"]
+    assert "JWT_PRIVATE_KEY" in services["core"]["environment"]
+    for name in ("reports", "worker", "beat"):
+        assert "JWT_PRIVATE_KEY" not in services[name]["environment"], name
+    assert "-u JWT_PRIVATE_KEY" in procfile()["reports"]
 
 
 def procfile_variables() -> list[str]:

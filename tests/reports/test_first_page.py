@@ -20,6 +20,7 @@ from flask import request_started
 from werkzeug.test import Client, TestResponse
 
 from healthapp.auth.access import Principal, VerifiedTokens
+from healthapp.auth.tokens import TokenClaims, TokenType
 from healthapp.domain.report_keys import FIRST_PAGE_FIELD, user_key
 from healthapp.domain.report_render import FIRST_PAGE_SIZE, report_body
 from healthapp.domain.roles import Role
@@ -304,14 +305,21 @@ def test_the_metrics_count_requests_either_path_answered(api, engine, sync, repo
     assert count() - before == 3
 
 
-def principal() -> Principal:
-    return Principal(id=uuid.uuid4(), username="someone", role=Role.PATIENT)
+def claims(expires_at: float) -> TokenClaims:
+    return TokenClaims(
+        principal=Principal(id=uuid.uuid4(), username="someone", role=Role.PATIENT),
+        token_type=TokenType.ACCESS,
+        family=uuid.uuid4(),
+        token_id=uuid.uuid4().hex,
+        issued_at=time.time(),
+        expires_at=expires_at,
+    )
 
 
 def test_verified_tokens_forget_a_token_once_it_expires():
     tokens = VerifiedTokens()
-    tokens.put("fresh", "access", principal(), time.time() + 60)
-    tokens.put("expired", "access", principal(), time.time() - 1)
+    tokens.put("fresh", claims(time.time() + 60))
+    tokens.put("expired", claims(time.time() - 1))
 
     assert tokens.get("fresh", "access") is not None
     assert tokens.get("fresh", "refresh") is None
@@ -321,7 +329,7 @@ def test_verified_tokens_forget_a_token_once_it_expires():
 def test_verified_tokens_keep_at_most_their_capacity():
     tokens = VerifiedTokens(capacity=3)
     for n in range(5):
-        tokens.put(f"t{n}", "access", principal(), time.time() + 60)
+        tokens.put(f"t{n}", claims(time.time() + 60))
 
     assert [tokens.get(f"t{n}", "access") is not None for n in range(5)] == [
         False,

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from flask_jwt_extended import create_access_token
 from sqlalchemy import text
 
 from healthapp import config
@@ -20,14 +19,11 @@ from healthapp.extensions import make_redis
 from healthapp.migrate import upgrade
 from healthapp.reports.app import create_app
 from healthapp.sync.passes import run_incremental_sync
+from tests.factories import mint
 
 
 def token(app: Any, user_id: uuid.UUID, username: str, role: str = "patient") -> dict[str, str]:
-    with app.app_context():
-        access = create_access_token(
-            str(user_id), additional_claims={"username": username, "role": role}
-        )
-    return {"Authorization": f"Bearer {access}"}
+    return {"Authorization": f"Bearer {mint(app, user_id, username, role)}"}
 
 
 def seed_user_with_checkups(engine: Any, username: str, count: int) -> uuid.UUID:

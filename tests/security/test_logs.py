@@ -108,8 +108,7 @@ def test_no_secret_or_health_value_is_logged(
         "password": PASSWORD,
         "notes": NOTES,
         "SECRET_KEY": app.config["SECRET_KEY"],
-        "JWT_SECRET_KEY": app.config["JWT_SECRET_KEY"],
-        "Reports JWT_SECRET_KEY": reports_app.config["JWT_SECRET_KEY"],
+        "the private key": _private_key_body(app),
     }
     health_values = {
         "systolic": re.compile(rf"(?<![\w.]){SYSTOLIC}(?![\w.])"),
@@ -156,3 +155,18 @@ def test_an_unexpected_database_error_logs_no_value(
     assert "boom" in errors[0]
     for line in logged:
         assert NOTES not in line, line[:300]
+
+
+def _private_key_body(app: Any) -> str:
+    """The base64 body of the Core API's signing key, as it would appear if logged."""
+    from cryptography.hazmat.primitives import serialization
+
+    from healthapp.sessions.service import TOKEN_ISSUER_EXTENSION
+
+    key = app.extensions[TOKEN_ISSUER_EXTENSION].keys.signing
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return pem.splitlines()[1]

@@ -2,27 +2,30 @@
 
 tests/auth/test_token.py covers the Core API's answer to expired, unsigned and malformed
 tokens built by the app itself; here the tokens are forged by hand, as an attacker would,
-and sent to the Core API and the Reports API alike (they share the signing key).
+and sent to the Core API and the Reports API alike (the Reports API has the public key).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 import jwt as pyjwt
 import pytest
-from flask_jwt_extended import create_access_token
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from healthapp.auth.keys import public_jwk, thumbprint
+from healthapp.auth.keys import public_pem as public_pem_of
 from healthapp.domain.roles import Role
+from healthapp.sessions.service import TOKEN_ISSUER_EXTENSION
 from tests.assertions import assert_problem
-from tests.factories import ApiClient, checkup_item
+from tests.factories import ApiClient, checkup_item, claims_of, sign
 
-# The forged tokens are signed with keys an attacker would use, short ones included.
-pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
-
-WRONG_KEY = "a-key-that-is-not-the-servers-key-0123456789"
 Forge = Callable[[dict[str, Any], str], str]
 
 
@@ -30,32 +33,64 @@ def _unsigned(claims: dict[str, Any]) -> str:
     return str(pyjwt.encode(claims, None, algorithm="none"))
 
 
+def _hs256(claims: dict[str, Any], secret: bytes, **header: Any) -> str:
+    """An HS256 token keyed with ``secret``, built by hand: PyJWT refuses a PEM as an HMAC
+    key, an attacker's code would not."""
+
+    def part(value: dict[str, Any]) -> str:
+        raw = json.dumps(value, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    signing_input = f"{part({'alg': 'HS256', 'typ': 'JWT', **header})}.{part(claims)}"
+    digest = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
+
+
 @pytest.fixture
 def tokens(app: Any, api: ApiClient) -> dict[str, Any]:
     """A patient with a report, and tokens forged from one of theirs."""
     patient = api.user(Role.PATIENT)
-    secret = app.config["JWT_SECRET_KEY"]
-    good = pyjwt.decode(patient.access_token, secret, algorithms=["HS256"])
+    keys = app.extensions[TOKEN_ISSUER_EXTENSION].keys
+    kid = keys.signing_kid
+    public = keys.verifying[kid]
+    good = claims_of(patient.access_token)
     now = int(time.time())
     as_admin = {**good, "role": "admin"}
     header, _payload, signature = patient.access_token.split(".")
-    edited_payload = pyjwt.encode(as_admin, secret, algorithm="HS256").split(".")[1]
-    with app.app_context():
-        refresh = patient.refresh_token
-        no_username = create_access_token(str(patient.id), additional_claims={"role": "patient"})
+    edited_payload = sign(app, as_admin).split(".")[1]
+    attacker = Ed25519PrivateKey.generate()
+    attacker_kid = thumbprint(attacker.public_key())
+    attacker_jwk = public_jwk(attacker.public_key()) | {"kid": attacker_kid}
+    elsewhere = "https://attacker.example/jwks.json"
+    public_pem = public_pem_of(public).encode()
+    raw_public = base64.urlsafe_b64decode(public_jwk(public)["x"] + "=")
     forged = {
-        "expired": pyjwt.encode(
-            {**good, "iat": now - 3600, "nbf": now - 3600, "exp": now - 60}, secret, "HS256"
-        ),
-        "wrong signature": pyjwt.encode(good, WRONG_KEY, algorithm="HS256"),
+        "expired": sign(app, {**good, "iat": now - 3600, "exp": now - 60}),
         "alg none": _unsigned(good),
         "alg none, role admin": _unsigned(as_admin),
-        "role admin re-signed with a wrong key": pyjwt.encode(as_admin, WRONG_KEY, "HS256"),
+        "role admin signed by another key under the server's kid": pyjwt.encode(
+            as_admin, attacker, algorithm="EdDSA", headers={"kid": kid}
+        ),
+        "unknown kid": pyjwt.encode(
+            as_admin, attacker, algorithm="EdDSA", headers={"kid": attacker_kid}
+        ),
+        "no kid": pyjwt.encode(good, keys.signing, algorithm="EdDSA"),
+        "jku to the attacker's keys": pyjwt.encode(
+            as_admin, attacker, algorithm="EdDSA", headers={"kid": attacker_kid, "jku": elsewhere}
+        ),
+        "x5u to the attacker's certificate": pyjwt.encode(
+            as_admin, attacker, algorithm="EdDSA", headers={"kid": attacker_kid, "x5u": elsewhere}
+        ),
+        "the attacker's key embedded (jwk)": pyjwt.encode(
+            as_admin, attacker, algorithm="EdDSA", headers={"jwk": attacker_jwk}
+        ),
+        "HS256 keyed with the public key's PEM": _hs256(as_admin, public_pem, kid=kid),
+        "HS256 keyed with the public key's bytes": _hs256(as_admin, raw_public, kid=kid),
         "role admin, original signature": f"{header}.{edited_payload}.{signature}",
         "role admin, signature stripped": f"{header}.{edited_payload}.",
-        "HS512 with the right key": pyjwt.encode(good, secret, algorithm="HS512"),
-        "refresh token as access token": refresh,
-        "no username claim": no_username,
+        "refresh token as access token": patient.refresh_token,
+        "no username claim": sign(app, {k: v for k, v in good.items() if k != "username"}),
+        "another issuer": sign(app, {**good, "iss": "someone-else"}),
         "garbage": "eyJhbGciOi.garbage.garbage",
         "not a jwt": "hello",
     }

@@ -10,13 +10,15 @@ import pytest
 from pydantic import SecretStr
 
 from healthapp import config
+from healthapp.auth.keys import generate_key_pair
 from healthapp.config import ConfigurationError, load_settings
 
 ALL_SETTINGS = (
     "HEALTHAPP_ENV",
     "HEALTHAPP_SECRETS_FILE",
     "SECRET_KEY",
-    "JWT_SECRET_KEY",
+    "JWT_PRIVATE_KEY",
+    "JWT_PUBLIC_KEYS",
     "DATABASE_URL",
     "REDIS_URL",
     "RATELIMIT_ENABLED",
@@ -31,22 +33,24 @@ ALL_SETTINGS = (
 
 # Made-up values, long enough for production, never used anywhere real.
 SECRET = "s3cr3t-" + "k" * 40
-JWT_SECRET = "jwt-" + "j" * 40
+JWT_PRIVATE_KEY, JWT_PUBLIC_KEY = generate_key_pair()
 DATABASE_URL = "postgresql://app:db-password-value@db.internal:5432/healthapp"
 REDIS_URL = "redis://:redis-password-value@cache.internal:6379/0"
 PRODUCTION_ENV = {
     "SECRET_KEY": SECRET,
-    "JWT_SECRET_KEY": JWT_SECRET,
+    "JWT_PRIVATE_KEY": JWT_PRIVATE_KEY,
     "DATABASE_URL": DATABASE_URL,
     "REDIS_URL": REDIS_URL,
 }
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test starts from an environment with none of the settings set."""
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test starts from an environment with none of the settings set, in an instance
+    folder of its own."""
     for name in ALL_SETTINGS:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HEALTHAPP_INSTANCE_PATH", str(tmp_path / "instance"))
 
 
 def _set(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
@@ -56,7 +60,7 @@ def _set(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
 
 def _refusal(name: str = "production") -> str:
     with pytest.raises(ConfigurationError) as caught:
-        load_settings(name)
+        load_settings(name, signs_tokens=True)
     return str(caught.value)
 
 
@@ -65,7 +69,7 @@ def _secret(value: SecretStr | None) -> str | None:
 
 
 def _assert_no_value_disclosed(message: str) -> None:
-    for value in (SECRET, JWT_SECRET, "db-password-value", "redis-password-value"):
+    for value in (SECRET, JWT_PRIVATE_KEY, "db-password-value", "redis-password-value"):
         assert value not in message
 
 
@@ -108,14 +112,14 @@ def test_production_starts_with_every_secret_and_server(monkeypatch: pytest.Monk
     settings = load_settings("production")
     assert isinstance(settings, config.Production)
     assert _secret(settings.SECRET_KEY) == SECRET
-    assert _secret(settings.JWT_SECRET_KEY) == JWT_SECRET
+    assert _secret(settings.JWT_PRIVATE_KEY) == JWT_PRIVATE_KEY
     assert settings.DATABASE_URL == DATABASE_URL
     assert settings.REDIS_URL == REDIS_URL
     assert settings.LOG_JSON is True
     assert settings.RATELIMIT_ENABLED is True
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL", "REDIS_URL"])
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "JWT_PRIVATE_KEY", "DATABASE_URL", "REDIS_URL"])
 def test_production_names_the_missing_setting(
     monkeypatch: pytest.MonkeyPatch, missing: str
 ) -> None:
@@ -125,10 +129,17 @@ def test_production_names_the_missing_setting(
     _assert_no_value_disclosed(message)
 
 
+#: The Reports API's production settings: no database, public keys only.
+REPORTS_ENV = {
+    **{k: v for k, v in PRODUCTION_ENV.items() if k not in ("DATABASE_URL", "JWT_PRIVATE_KEY")},
+    "JWT_PUBLIC_KEYS": JWT_PUBLIC_KEY,
+}
+
+
 def test_the_reports_api_in_production_needs_no_database(monkeypatch: pytest.MonkeyPatch) -> None:
     from healthapp.reports.app import create_app
 
-    _set(monkeypatch, {k: v for k, v in PRODUCTION_ENV.items() if k != "DATABASE_URL"})
+    _set(monkeypatch, REPORTS_ENV)
     monkeypatch.setenv("HEALTHAPP_ENV", "production")
 
     assert "DATABASE_URL" in _refusal()  # the Core API, the worker and the CLI need it
@@ -139,14 +150,59 @@ def test_the_reports_api_in_production_needs_no_database(monkeypatch: pytest.Mon
 def test_the_reports_api_in_production_needs_redis(monkeypatch: pytest.MonkeyPatch) -> None:
     from healthapp.reports.app import create_app
 
-    _set(monkeypatch, {k: v for k, v in PRODUCTION_ENV.items() if k != "REDIS_URL"})
+    _set(monkeypatch, {k: v for k, v in REPORTS_ENV.items() if k != "REDIS_URL"})
     monkeypatch.setenv("HEALTHAPP_ENV", "production")
 
     with pytest.raises(ConfigurationError, match="REDIS_URL"):
         create_app()
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL", "REDIS_URL"])
+def test_the_reports_api_in_production_needs_public_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    from healthapp.reports.app import create_app
+
+    _set(monkeypatch, {k: v for k, v in REPORTS_ENV.items() if k != "JWT_PUBLIC_KEYS"})
+    monkeypatch.setenv("HEALTHAPP_ENV", "production")
+    with pytest.raises(ConfigurationError, match="JWT_PUBLIC_KEYS"):
+        create_app()
+
+
+def test_the_reports_api_in_production_refuses_the_private_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from healthapp.reports.app import create_app
+
+    _set(monkeypatch, {**REPORTS_ENV, "JWT_PRIVATE_KEY": JWT_PRIVATE_KEY})
+    monkeypatch.setenv("HEALTHAPP_ENV", "production")
+    with pytest.raises(ConfigurationError, match="JWT_PRIVATE_KEY must not be given") as caught:
+        create_app()
+    assert JWT_PRIVATE_KEY not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("JWT_PRIVATE_KEY", "not a key"),
+        ("JWT_PRIVATE_KEY", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
+        ("JWT_PUBLIC_KEYS", "not a key"),
+    ],
+)
+def test_an_unusable_key_is_refused_by_name_without_its_value(
+    monkeypatch: pytest.MonkeyPatch, setting: str, value: str
+) -> None:
+    from healthapp.app import create_app as create_core_app
+    from healthapp.reports.app import create_app as create_reports_app
+
+    monkeypatch.setenv(setting, value)
+    monkeypatch.setenv("HEALTHAPP_ENV", "development")
+    factory = create_core_app if setting == "JWT_PRIVATE_KEY" else create_reports_app
+    monkeypatch.setenv("DATABASE_URL", DATABASE_URL)
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    with pytest.raises(ConfigurationError, match=setting) as caught:
+        factory()
+    assert value not in str(caught.value)
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "JWT_PRIVATE_KEY", "DATABASE_URL", "REDIS_URL"])
 def test_production_treats_an_empty_setting_as_missing(
     monkeypatch: pytest.MonkeyPatch, missing: str
 ) -> None:
@@ -154,19 +210,19 @@ def test_production_treats_an_empty_setting_as_missing(
     assert missing in _refusal()
 
 
-@pytest.mark.parametrize("key", ["SECRET_KEY", "JWT_SECRET_KEY"])
-def test_production_refuses_the_development_secret(
-    monkeypatch: pytest.MonkeyPatch, key: str
+def test_development_secrets_are_made_per_instance(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    development_secret = _secret(config.Development().SECRET_KEY)
-    assert development_secret
-    _set(monkeypatch, {**PRODUCTION_ENV, key: development_secret})
-    message = _refusal()
-    assert key in message
-    assert development_secret not in message
+    # Nothing in the repository is a secret: each instance makes its own, once.
+    first = _secret(config.Development().SECRET_KEY)
+    assert first == _secret(config.Development().SECRET_KEY)
+    assert len(first) >= 32
+    monkeypatch.setenv("HEALTHAPP_INSTANCE_PATH", str(tmp_path / "another"))
+    assert _secret(config.Development().SECRET_KEY) != first
+    assert (tmp_path / "another" / "secret-key").stat().st_mode & 0o077 == 0
 
 
-@pytest.mark.parametrize("key", ["SECRET_KEY", "JWT_SECRET_KEY"])
+@pytest.mark.parametrize("key", ["SECRET_KEY"])
 def test_production_refuses_a_short_secret_without_printing_it(
     monkeypatch: pytest.MonkeyPatch, key: str
 ) -> None:
@@ -180,16 +236,15 @@ def test_production_refuses_a_short_secret_without_printing_it(
 def test_production_app_factory_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
     from healthapp.app import create_app
 
-    _set(monkeypatch, {k: v for k, v in PRODUCTION_ENV.items() if k != "JWT_SECRET_KEY"})
+    _set(monkeypatch, {k: v for k, v in PRODUCTION_ENV.items() if k != "JWT_PRIVATE_KEY"})
     monkeypatch.setenv("HEALTHAPP_ENV", "production")
-    with pytest.raises(ConfigurationError, match="JWT_SECRET_KEY"):
+    with pytest.raises(ConfigurationError, match="JWT_PRIVATE_KEY"):
         create_app()
 
 
 def test_development_fills_secrets_but_keeps_given_ones(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings("development")
     assert settings.SECRET_KEY
-    assert settings.JWT_SECRET_KEY
     monkeypatch.setenv("SECRET_KEY", SECRET)
     assert _secret(load_settings("development").SECRET_KEY) == SECRET
 
@@ -210,7 +265,7 @@ def test_secrets_file_fills_production_settings(
     monkeypatch.setenv("HEALTHAPP_SECRETS_FILE", str(path))
     settings = load_settings("production")
     assert _secret(settings.SECRET_KEY) == SECRET
-    assert _secret(settings.JWT_SECRET_KEY) == JWT_SECRET
+    assert _secret(settings.JWT_PRIVATE_KEY) == JWT_PRIVATE_KEY
     assert settings.DATABASE_URL == DATABASE_URL
     assert settings.REDIS_URL == REDIS_URL
 
@@ -319,8 +374,9 @@ def test_rate_limits_accept_the_limits_syntax(monkeypatch: pytest.MonkeyPatch) -
 def test_flask_config_carries_every_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     _set(monkeypatch, PRODUCTION_ENV)
     mapping = load_settings("production").as_flask_config()
-    for key in ("SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL", "MAX_CONTENT_LENGTH", "TESTING"):
+    for key in ("SECRET_KEY", "DATABASE_URL", "MAX_CONTENT_LENGTH", "TESTING"):
         assert key in mapping
+    assert "JWT_PRIVATE_KEY" not in mapping  # read by the app factory, never kept in app.config
     assert all(name.isupper() for name in mapping)
 
 
@@ -332,7 +388,6 @@ def test_secrets_are_kept_out_of_the_repr_and_unwrapped_for_flask(
     _assert_no_value_disclosed(repr(settings))
     mapping = settings.as_flask_config()
     assert mapping["SECRET_KEY"] == SECRET
-    assert mapping["JWT_SECRET_KEY"] == JWT_SECRET
     assert mapping["NAME"] == "production"
     assert mapping["TESTING"] is False
 

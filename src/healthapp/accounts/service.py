@@ -28,7 +28,9 @@ from healthapp.accounts.schemas import (
     UserUpdate,
 )
 from healthapp.audit import service as audit
+from healthapp.auth import token_store
 from healthapp.auth.passwords import hash_password, verify_against_dummy, verify_password
+from healthapp.auth.revocation import Revocations
 from healthapp.errors import NotFound
 from healthapp.outbox.service import record_changed_users
 from healthapp.pagination import PageQuery
@@ -90,30 +92,57 @@ def create(*, session: Session, user_in: UserCreate) -> User:
     return user
 
 
-def update(*, session: Session, user: User, user_in: UserUpdate) -> User:
-    """Change a user's email, password or role (the caller checked who may change what)."""
+def update(
+    *, session: Session, user: User, user_in: UserUpdate, revocations: Revocations | None
+) -> User:
+    """Change a user's email, password or role (the caller checked who may change what).
+
+    A new password or a new role revokes every token of the user on both APIs
+    (``revocations``, SPEC §14): a token must not outlive the password or the role it was
+    given for.
+    """
     fields = user_in.model_fields_set
     with unit_of_work(session):
+        revoke_because = None
         if "email" in fields and user_in.email is not None:
             user.email = str(user_in.email)
         if "password" in fields and user_in.password is not None:
             user.password_hash = hash_password(user_in.password)
-        if "role" in fields and user_in.role is not None:
+            revoke_because = token_store.PASSWORD
+        if "role" in fields and user_in.role is not None and user_in.role.value != user.role:
             user.role = user_in.role.value
+            revoke_because = revoke_because or token_store.ROLE
         changed = sorted(name for name in fields if getattr(user_in, name) is not None)
         session.flush()  # a taken email is refused here, before the event is recorded
         if changed:
             # Field names only: never the new email, password or its hash.
             _audit(session, "user.update", user, fields=changed)
+        if revoke_because is not None:
+            _revoke_tokens(session, revocations, user, revoke_because)
     return user
 
 
-def delete(*, session: Session, user: User) -> None:
-    """Delete a user with profile, diseases and check-ups; the report goes at the next sync."""
+def delete(*, session: Session, user: User, revocations: Revocations | None) -> None:
+    """Delete a user with profile, diseases and check-ups, and revoke every token of theirs
+    on both APIs (``revocations``); the report goes at the next sync."""
     with unit_of_work(session):
         _record_changed(session, user)
         _audit(session, "user.delete", user)
+        _revoke_tokens(session, revocations, user, token_store.DELETION)
         session.execute(sql_delete(User).where(User.id == user.id))
+
+
+def _revoke_tokens(
+    session: Session, revocations: Revocations | None, user: User, reason: str
+) -> None:
+    ended = token_store.revoke_user(
+        session=session,
+        revocations=revocations,
+        user_id=user.id,
+        username=user.username,
+        reason=reason,
+    )
+    _audit(session, "auth.revoked", user, reason=reason, sessions=ended)
 
 
 # Profile -------------------------------------------------------------------------------

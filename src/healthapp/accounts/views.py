@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 from apiflask import APIBlueprint
-from flask_jwt_extended import verify_jwt_in_request
 
 from healthapp.accounts import service
 from healthapp.accounts.models import User
@@ -24,8 +23,13 @@ from healthapp.accounts.schemas import (
     UserUpdate,
 )
 from healthapp.auth import policy
-from healthapp.auth.access import current_principal, principal_from_token, public, requires
-from healthapp.auth.policy import Principal
+from healthapp.auth.access import (
+    current_principal,
+    optional_principal,
+    public,
+    requires,
+    token_checks,
+)
 from healthapp.database import db
 from healthapp.domain.roles import Role
 from healthapp.pagination import PageQuery
@@ -44,12 +48,6 @@ def _visible_user(user_id: uuid.UUID) -> User:
     if user is None:
         raise not_found("user")
     return user
-
-
-def _optional_principal() -> Principal | None:
-    if verify_jwt_in_request(optional=True) is None:
-        return None
-    return principal_from_token()
 
 
 # Users ---------------------------------------------------------------------------------
@@ -74,7 +72,7 @@ def list_users(query: UserListQuery) -> UserPage:
 def create_user(body: UserCreate) -> UserRead:
     """Register a patient; an admin's token may register any role."""
     if body.role is not Role.PATIENT:  # a patient registers without a token
-        policy.require_register(_optional_principal(), body.role)
+        policy.require_register(optional_principal(), body.role)
     return UserRead.model_validate(service.create(session=db.session, user_in=body))
 
 
@@ -98,7 +96,10 @@ def update_user(user_id: uuid.UUID, body: UserUpdate) -> UserRead:
     policy.require_change_user(
         current_principal(), user.id, changes_role="role" in body.model_fields_set
     )
-    return UserRead.model_validate(service.update(session=db.session, user=user, user_in=body))
+    updated = service.update(
+        session=db.session, user=user, user_in=body, revocations=token_checks().revocations
+    )
+    return UserRead.model_validate(updated)
 
 
 @bp.delete("/<uuid:user_id>")
@@ -109,7 +110,7 @@ def delete_user(user_id: uuid.UUID) -> tuple[str, int]:
     """Delete a user with their profile, diseases, check-ups and report (self or admin)."""
     user = _visible_user(user_id)
     policy.require_delete_user(current_principal(), user.id)
-    service.delete(session=db.session, user=user)
+    service.delete(session=db.session, user=user, revocations=token_checks().revocations)
     return "", 204
 
 

@@ -30,6 +30,8 @@ DETAIL_KEYS = frozenset(
         "duplicates",
         "upload",
         "listed",
+        "reason",
+        "sessions",
     }
 )
 

@@ -8,12 +8,14 @@ from flask import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from healthapp import bootstrap
+from healthapp.auth.keys import verifying_keys
+from healthapp.auth.revocation import Revocations
 from healthapp.config import Base, load_settings
 from healthapp.observability import EXTRA_METRICS
 from healthapp.reports.first_page import FirstPageServer
 from healthapp.reports.store import ReportStore
 from healthapp.reports.sync_metrics import sync_registry
-from healthapp.webapp import new_api, register_health
+from healthapp.webapp import new_api, register_health, register_token_checks
 
 
 def create_app(
@@ -21,11 +23,20 @@ def create_app(
 ) -> APIFlask:
     """Build the Reports API from ``settings`` (default: from the environment) on
     ``redis_client`` (default: the bootstrap's, from the settings)."""
-    settings = settings or load_settings(stores=("REDIS_URL",))  # it never opens PostgreSQL
+    # It never opens PostgreSQL, and it is given public keys only: it cannot mint a token.
+    settings = settings or load_settings(stores=("REDIS_URL",), signs_tokens=False)
     app = new_api(__name__, title="MyHealthApp Reports API", api_name="reports", settings=settings)
     if redis_client is None:
         redis_client = bootstrap.redis_client(settings)
     store = register_extensions(app, redis_client=redis_client)
+    register_token_checks(
+        app,
+        verifying_keys(settings),
+        # No fallback: a token whose revocation cannot be checked gets the 503, never a 200.
+        revocations=Revocations(
+            redis_client, retention_seconds=int(settings.JWT_REFRESH_TOKEN_EXPIRES.total_seconds())
+        ),
+    )
     register_blueprints(app)
     register_health(app, {"redis": store.ping})
     register_sync_metrics(app, store)

@@ -3,8 +3,9 @@
 ``GET /api/v1/users/<username>/`` without a query is what the mobile app asks for each time
 it opens, and the sync stores that page already rendered. This WSGI layer in front of the
 Flask app answers exactly that request when everything about it is ordinary: a token this
-process has already verified, a caller who may read the report, no ``Origin`` (CORS) and
-no ``If-Modified-Since``. It sends the same status, headers and body the Flask view would
+process has already verified, which Redis says is not revoked (asked in the round trip that
+reads the page), a caller who may read the report, no ``Origin`` (CORS) and no
+``If-Modified-Since``. It sends the same status, headers and body the Flask view would
 (a test compares the two), counts the request in the same metrics, writes the same
 access log line and hands the same read event to the audit stream, at a fraction of the
 cost. A client that accepts gzip gets the page as the sync compressed it. Anything else
@@ -34,7 +35,8 @@ from werkzeug.http import http_date, parse_etags
 
 from healthapp.audit.stream import publish_report_read
 from healthapp.auth import policy
-from healthapp.auth.access import VERIFIED_TOKENS_EXTENSION, VerifiedTokens
+from healthapp.auth.access import TOKEN_CHECKS_EXTENSION, TokenChecks
+from healthapp.auth.revocation import check_command, is_revoked
 from healthapp.observability import HTTP_LATENCY, HTTP_REQUESTS, REQUEST_ID, REQUEST_ID_HEADER
 from healthapp.problems import REDIS_UNREACHABLE, Problem
 from healthapp.reports.store import ReportStore, entity_tag
@@ -111,25 +113,27 @@ class FirstPageServer:
         path = _PATH.fullmatch(environ.get("PATH_INFO", ""))
         if path is None or any(name in environ for name in _DECLINING_HEADERS):
             return None
-        tokens: VerifiedTokens | None = self.app.extensions.get(VERIFIED_TOKENS_EXTENSION)
+        checks: TokenChecks | None = self.app.extensions.get(TOKEN_CHECKS_EXTENSION)
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-        if tokens is None or not token or (scheme != "Bearer" and scheme.lower() != "bearer"):
+        if checks is None or not token or (scheme != "Bearer" and scheme.lower() != "bearer"):
             return None
         if oversized_header(environ) is not None:
             return None  # the Flask app answers its 431
-        principal = tokens.get(token, "access")
+        claims = checks.cache.get(token, "access")
         username = path.group(1)
-        if principal is None or not policy.can_read_report(principal, username):
+        if claims is None or not policy.can_read_report(claims.principal, username):
             return None
+        principal = claims.principal
         try:
-            stored = self.store.first_page(username, lean=True)
+            # The token's revocation is checked in the same round trip as the page is read.
+            stored, revocation = self.store.first_page_checking(username, check_command(claims))
         except _UNREACHABLE as error:
             environ[STORE_ERROR] = error  # asking again would wait out the timeout again
             return None
         except redis.RedisError:
             return None  # the Flask view meets the same error and answers the problem
-        if stored is None:
-            return None
+        if stored is None or is_revoked(claims, revocation):
+            return None  # the Flask app answers: the report as the view reads it, or the 401
         supplied = environ.get("HTTP_X_REQUEST_ID", "")
         request_id = supplied if REQUEST_ID.match(supplied) else uuid.uuid4().hex
         gzipped = stored.gzip if accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING")) else None

@@ -39,7 +39,7 @@ from healthapp.domain.report_keys import (
     users_index_key,
 )
 from healthapp.domain.report_render import candidate_chunks, record_matches, type_mask
-from healthapp.extensions import run_command
+from healthapp.extensions import run_command, run_commands
 
 #: How long a process trusts the generation pointer before reading it again.
 GENERATION_CACHE_SECONDS = 1.0
@@ -121,6 +121,22 @@ class ReportStore:
             if stored is not None:
                 return decode_first_page(stored)
         return None
+
+    def first_page_checking(
+        self, username: str, command: tuple[str, ...]
+    ) -> tuple[StoredPage | None, Any]:
+        """``username``'s stored first page (as ``first_page(lean=True)``) and the reply to
+        ``command``, sent in the same round trip (the token's revocation check)."""
+        reply = None
+        for attempt in range(2):
+            generation = self.generation(refresh=attempt > 0)
+            if generation is None:
+                return None, reply
+            key = user_key(generation, username)
+            stored, reply = run_commands(self.redis, ("HGET", key, FIRST_PAGE_FIELD), command)
+            if stored is not None:
+                return decode_first_page(stored), reply
+        return None, reply
 
     def get_report(self, username: str, *, filters: CheckupFilter, limit: int) -> ReportPage | None:
         """``username``'s report with one page of check-ups, or ``None`` when there is none."""

@@ -19,3 +19,18 @@ class TokenRead(ResponseModel):
     refresh_token: str | None = None
     token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 (a scheme name)
     expires_in: int
+
+
+class JsonWebKey(ResponseModel):
+    """An Ed25519 public key (RFC 8037)."""
+
+    kty: Literal["OKP"]
+    crv: Literal["Ed25519"]
+    x: str
+    alg: Literal["EdDSA"]
+    use: Literal["sig"]
+    kid: str
+
+
+class JsonWebKeySet(ResponseModel):
+    keys: list[JsonWebKey]

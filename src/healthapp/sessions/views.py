@@ -1,19 +1,28 @@
-"""HTTP for the token endpoints (SPEC §4)."""
+"""HTTP for the token endpoints (SPEC §4, §14) and the public keys that verify tokens."""
 
 from __future__ import annotations
 
 from apiflask import APIBlueprint
-from flask import current_app
+from flask import Response, current_app, jsonify
 
 from healthapp.accounts import service as accounts
-from healthapp.auth.access import ALL_ROLES, current_principal, public, requires, unauthorized
+from healthapp.auth.access import (
+    ALL_ROLES,
+    current_claims,
+    public,
+    requires,
+    token_checks,
+    unauthorized,
+)
+from healthapp.auth.keys import KeySet
 from healthapp.database import db
 from healthapp.extensions import limiter, login_username_key
 from healthapp.request_parsing import json_body
 from healthapp.sessions import service
-from healthapp.sessions.schemas import TokenCreate, TokenRead
+from healthapp.sessions.schemas import JsonWebKeySet, TokenCreate, TokenRead
 
 bp = APIBlueprint("auth", __name__, url_prefix="/api/v1/auth", tag="Authentication")
+well_known = APIBlueprint("well_known", __name__, url_prefix="/.well-known", tag="Authentication")
 
 
 def _per_user_limit() -> str:
@@ -32,21 +41,56 @@ def _per_address_limit() -> str:
 @public
 @json_body(TokenCreate)
 def create_token(body: TokenCreate) -> TokenRead:
-    """Exchange a username and password for an access and a refresh token."""
+    """Exchange a username and password for an access and a refresh token (a new session)."""
     user = accounts.authenticate(session=db.session, username=body.username, password=body.password)
     if user is None:
         raise unauthorized("The username or password is wrong.")
-    return service.issue_tokens(user=user)
+    return service.sign_in(session=db.session, issuer=service.token_issuer(), user=user)
 
 
 @bp.post("/refresh")
 @bp.output(TokenRead)
-@bp.doc(responses=[401])
+@bp.doc(responses=[401, 503])
 @requires(ALL_ROLES, refresh=True)
 def refresh_token() -> TokenRead:
-    """Exchange a refresh token for a new access token."""
+    """Exchange a refresh token for a new access token and a new refresh token.
+
+    The refresh token presented is retired: presented again, it ends its whole session
+    (every token of that sign-in stops working), as a stolen and replayed one would.
+    """
+    claims = current_claims()
     # The user as stored now: a deleted account gets no token, a changed role the new one.
-    user = accounts.get(session=db.session, user_id=current_principal().id)
-    if user is None:
-        raise unauthorized("The account no longer exists.")
-    return service.issue_tokens(user=user, with_refresh=False)
+    user = accounts.get(session=db.session, user_id=claims.principal.id)
+    try:
+        return service.refresh(
+            session=db.session,
+            issuer=service.token_issuer(),
+            revocations=token_checks().revocations,
+            claims=claims,
+            user=user,
+        )
+    except service.SessionEnded:
+        raise unauthorized("The session has ended; sign in again.") from None
+
+
+@bp.post("/logout")
+@bp.doc(responses={204: "The session has ended.", 401: "No valid token.", 503: "Unavailable."})
+@requires(ALL_ROLES)
+def logout() -> tuple[str, int]:
+    """End the session of the access token presented: it and its refresh tokens stop
+    working on both APIs."""
+    service.sign_out(
+        session=db.session, revocations=token_checks().revocations, claims=current_claims()
+    )
+    return "", 204
+
+
+@well_known.get("/jwks.json")
+@well_known.output(JsonWebKeySet)
+@public
+def jwks() -> Response:
+    """The public keys that verify this service's tokens (RFC 7517), named by ``kid``."""
+    keys: KeySet = service.token_issuer().keys
+    response = jsonify(keys.jwks())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
