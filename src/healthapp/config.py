@@ -110,6 +110,8 @@ class Base(BaseSettings):
     LOGIN_RATE_LIMIT_PER_ADDRESS: str = "60/minute"
     UPLOAD_RATE_LIMIT_PER_ADDRESS: str = "120/minute"
     RATELIMIT_ENABLED: bool = True
+    #: Operators and admins sign in only with a second factor (those without one enrol first).
+    STAFF_MFA_REQUIRED: bool = True
     CORS_ORIGINS: Annotated[list[str], NoDecode] = Field(default_factory=list)
     SYNC_INTERVAL_SECONDS: int = 30
     SYNC_BATCH_SIZE: int = 500
@@ -187,6 +189,7 @@ class Development(Base):
 
     SECRET_KEY: SecretStr | None = SecretStr(_DEVELOPMENT_SECRET)
     JWT_SECRET_KEY: SecretStr | None = SecretStr(_DEVELOPMENT_SECRET)
+    STAFF_MFA_REQUIRED: bool = False  # a fresh laptop's first admin signs in with a password
 
 
 class Testing(Development):

@@ -4,6 +4,7 @@ from healthapp.accounts.models import Disease, Profile, User
 from healthapp.audit.models import AuditEvent
 from healthapp.checkups.models import Checkup
 from healthapp.machines.models import Machine
+from healthapp.mfa.models import RecoveryCode, TotpFactor
 from healthapp.orm import Base
 from healthapp.outbox.models import ReportOutbox
 
@@ -15,7 +16,9 @@ __all__ = [
     "Disease",
     "Machine",
     "Profile",
+    "RecoveryCode",
     "ReportOutbox",
+    "TotpFactor",
     "User",
     "metadata",
 ]

@@ -9,6 +9,7 @@ from healthapp.accounts import service as accounts
 from healthapp.auth.access import ALL_ROLES, current_principal, public, requires, unauthorized
 from healthapp.database import db
 from healthapp.extensions import limiter, login_username_key
+from healthapp.mfa import views as mfa
 from healthapp.request_parsing import json_body
 from healthapp.sessions import service
 from healthapp.sessions.schemas import TokenCreate, TokenRead
@@ -36,6 +37,7 @@ def create_token(body: TokenCreate) -> TokenRead:
     user = accounts.authenticate(session=db.session, username=body.username, password=body.password)
     if user is None:
         raise unauthorized("The username or password is wrong.")
+    mfa.check_second_factor(session=db.session, user=user, code=body.otp)
     return service.issue_tokens(user=user)
 
 
