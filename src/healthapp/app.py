@@ -86,10 +86,12 @@ def register_blueprints(app: APIFlask) -> None:
     from healthapp.audit.views import bp as audit_bp
     from healthapp.checkups.views import bp as checkups_bp
     from healthapp.machines.views import bp as machines_bp
+    from healthapp.mfa.views import bp as mfa_bp
     from healthapp.sessions.views import bp as sessions_bp
     from healthapp.sessions.views import well_known
 
-    for blueprint in (sessions_bp, well_known, accounts_bp, machines_bp, checkups_bp, audit_bp):
+    blueprints = (sessions_bp, well_known, mfa_bp, accounts_bp, machines_bp, checkups_bp, audit_bp)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
 
 

@@ -124,6 +124,32 @@ def create_admin(username: str, email: str | None, password_stdin: bool) -> None
         click.echo(f"created admin {user.username} ({user.id})")
 
 
+@main.command("mfa-reset")
+@click.argument("username")
+def mfa_reset(username: str) -> None:
+    """Remove USERNAME's authenticator and recovery codes (both lost): the user enrols again
+    with the password alone, so check who asks first (docs/operations.md)."""
+    settings = _settings_or_exit()
+    with ExitStack() as stack:
+        from healthapp.accounts import service as accounts
+        from healthapp.mfa import service
+
+        settings = settings.model_copy(update={"DATABASE_URL": _database_url(stack, settings)})
+        engine = bootstrap.engine(settings)
+        stack.callback(engine.dispose)
+        with bootstrap.session_factory(engine)() as session:
+            user = accounts.get_by_username(session=session, username=username.lower())
+            if user is None:
+                raise click.ClickException(f"no user is called {username}")
+            removed = service.reset(session=session, user=user)
+    if not removed:
+        raise click.ClickException(f"{user.username} has no second factor; nothing to reset")
+    click.echo(
+        f"second factor of {user.username} removed; they enrol a new authenticator"
+        " with POST /api/v1/auth/mfa/totp"
+    )
+
+
 @main.command()
 @click.option(
     "--full", "mode", flag_value="full", help="Rebuild every report into a new generation."

@@ -115,6 +115,8 @@ class Base(BaseSettings):
     LOGIN_RATE_LIMIT_PER_ADDRESS: str = "60/minute"
     UPLOAD_RATE_LIMIT_PER_ADDRESS: str = "120/minute"
     RATELIMIT_ENABLED: bool = True
+    #: Operators and admins sign in only with a second factor (those without one enrol first).
+    STAFF_MFA_REQUIRED: bool = True
     CORS_ORIGINS: Annotated[list[str], NoDecode] = Field(default_factory=list)
     SYNC_INTERVAL_SECONDS: int = 30
     SYNC_BATCH_SIZE: int = 500
@@ -191,6 +193,8 @@ class Development(Base):
     """A laptop: embedded servers when no URL is set; keys made for the instance."""
 
     NAME: ClassVar[str] = "development"
+
+    STAFF_MFA_REQUIRED: bool = False  # a fresh laptop's first admin signs in with a password
 
     def model_post_init(self, context: Any) -> None:
         if self.SECRET_KEY is None:

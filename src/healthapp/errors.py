@@ -50,8 +50,30 @@ class NotAllowed(DomainError):
     """The caller's role or relation to the data does not permit this."""
 
 
+class NotAuthenticated(DomainError):
+    """The caller has not proven who they are well enough for this."""
+
+
+class SecondFactorRequired(NotAuthenticated):
+    """The password was right, but the account also needs a valid, unused second-factor code."""
+
+
+class SecondFactorNotEnrolled(NotAuthenticated):
+    """The password was right, but the account must enrol a second factor before signing in."""
+
+
 #: Seconds a client is asked to wait before it retries a request a store could not serve.
 RETRY_AFTER_SECONDS = 5
+
+
+class TooManyAttempts(DomainError):
+    """Too many wrong tries in a row; the same request may succeed after ``retry_after``."""
+
+    def __init__(
+        self, detail: str, *, retry_after: int, errors: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        super().__init__(detail, errors=errors)
+        self.retry_after = retry_after
 
 
 class Unavailable(DomainError):

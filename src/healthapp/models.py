@@ -5,6 +5,7 @@ from healthapp.audit.models import AuditEvent
 from healthapp.auth.models import TokenFamily
 from healthapp.checkups.models import Checkup
 from healthapp.machines.models import Machine
+from healthapp.mfa.models import RecoveryCode, TotpFactor
 from healthapp.orm import Base
 from healthapp.outbox.models import ReportOutbox
 
@@ -16,8 +17,10 @@ __all__ = [
     "Disease",
     "Machine",
     "Profile",
+    "RecoveryCode",
     "ReportOutbox",
     "TokenFamily",
+    "TotpFactor",
     "User",
     "metadata",
 ]

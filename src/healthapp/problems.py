@@ -18,6 +18,15 @@ from healthapp import errors
 from healthapp.errors import RETRY_AFTER_SECONDS
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+#: Where every problem type lives; a type is this and the status, or a name more precise.
+PROBLEM_TYPE_BASE = "https://myhealthapp.example/problems/"
+#: A staff login (or a change of its authenticator) whose password was right but that gave
+#: no valid, unused code of its second factor.
+SECOND_FACTOR_REQUIRED = PROBLEM_TYPE_BASE + "second-factor-required"
+#: A staff login whose password was right, by an account that must enrol a second factor first.
+SECOND_FACTOR_ENROLMENT_REQUIRED = PROBLEM_TYPE_BASE + "second-factor-enrolment-required"
+#: The challenge every 401 carries (RFC 9110 §11.6.1).
+WWW_AUTHENTICATE = 'Bearer realm="healthapp"'
 
 TITLES = {
     308: "Permanent redirect",
@@ -49,9 +58,11 @@ class Problem(Exception):
         title: str | None = None,
         headers: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
+        problem_type: str | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
+        self.problem_type = problem_type or f"{PROBLEM_TYPE_BASE}{status}"
         self.detail = detail
         self.errors = list(errors or [])
         self.title = title or TITLES.get(status, "Error")
@@ -61,7 +72,7 @@ class Problem(Exception):
     def to_dict(self) -> dict[str, Any]:
         """The problem document's members."""
         body: dict[str, Any] = {
-            "type": f"https://myhealthapp.example/problems/{self.status}",
+            "type": self.problem_type,
             "title": self.title,
             "status": self.status,
             "detail": self.detail,
@@ -75,10 +86,21 @@ class Problem(Exception):
 DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
     errors.InvalidCursor: 400,  # before InvalidInput: the query string cannot be read at all
     errors.InvalidInput: 422,
+    errors.NotAuthenticated: 401,
     errors.NotAllowed: 403,
     errors.NotFound: 404,
     errors.Conflict: 409,
+    errors.TooManyAttempts: 429,
     errors.Unavailable: 503,
+}
+
+#: The refusals whose problem type (and title) is more precise than their status.
+DOMAIN_PROBLEM_TYPES: dict[type[errors.DomainError], tuple[str, str]] = {
+    errors.SecondFactorRequired: (SECOND_FACTOR_REQUIRED, "Second factor required"),
+    errors.SecondFactorNotEnrolled: (
+        SECOND_FACTOR_ENROLMENT_REQUIRED,
+        "Second factor enrolment required",
+    ),
 }
 
 
@@ -87,7 +109,20 @@ def from_domain_error(error: errors.DomainError) -> Problem:
     if isinstance(error, errors.Unavailable):
         return store_unreachable(error.detail, errors=error.errors, retry_after=error.retry_after)
     status = next((code for kind, code in DOMAIN_STATUS.items() if isinstance(error, kind)), 422)
-    return Problem(status, error.detail, errors=error.errors)
+    headers = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+    if isinstance(error, errors.TooManyAttempts):
+        headers["Retry-After"] = str(error.retry_after)
+    problem_type, title = DOMAIN_PROBLEM_TYPES.get(type(error), (None, None))
+    return Problem(
+        status,
+        error.detail,
+        errors=error.errors,
+        title=title,
+        headers=headers,
+        problem_type=problem_type,
+    )
 
 
 #: The detail of the 503 answered while a store does not answer.

@@ -535,6 +535,9 @@ SERVICE_MODULES = [
     "healthapp.checkups.ingest",
     "healthapp.checkups.service",
     "healthapp.machines.service",
+    "healthapp.mfa.service",
+    "healthapp.mfa.codes",
+    "healthapp.mfa.secret_box",
     "healthapp.audit.service",
     "healthapp.audit.stream",
     "healthapp.outbox.service",
@@ -560,7 +563,7 @@ def test_services_raise_domain_errors_and_import_no_web_framework(module: str) -
     assert "healthapp.problems" not in imported
 
 
-DOMAIN_PACKAGES = ("accounts", "auth", "checkups", "machines", "audit", "outbox")
+DOMAIN_PACKAGES = ("accounts", "auth", "checkups", "machines", "mfa", "audit", "outbox")
 
 
 def test_the_domains_commit_and_roll_back_only_through_the_unit_of_work() -> None:

@@ -29,6 +29,7 @@ ALL_SETTINGS = (
     "MAX_CONTENT_LENGTH",
     "CORS_ORIGINS",
     "LOG_JSON",
+    "STAFF_MFA_REQUIRED",
 )
 
 # Made-up values, long enough for production, never used anywhere real.
@@ -336,6 +337,19 @@ def test_defaults_match_the_spec() -> None:
     expires = settings.JWT_ACCESS_TOKEN_EXPIRES
     assert expires == timedelta(minutes=15)
     assert settings.RATELIMIT_ENABLED is True
+
+
+def test_staff_need_a_second_factor_in_production_only_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _set(monkeypatch, PRODUCTION_ENV)
+    assert load_settings("production").STAFF_MFA_REQUIRED is True
+    assert load_settings("development").STAFF_MFA_REQUIRED is False
+    assert load_settings("testing").STAFF_MFA_REQUIRED is False
+    monkeypatch.setenv("STAFF_MFA_REQUIRED", "0")
+    assert load_settings("production").STAFF_MFA_REQUIRED is False
+    monkeypatch.setenv("STAFF_MFA_REQUIRED", "1")
+    assert load_settings("development").STAFF_MFA_REQUIRED is True
 
 
 def test_testing_turns_rate_limits_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -120,3 +120,28 @@ def test_an_unavailable_store_says_when_to_retry() -> None:
     problem = from_domain_error(errors.Unavailable("Try again.", retry_after=7))
     assert problem.headers == {"Retry-After": "7"}
     assert from_domain_error(errors.NotFound("x")).headers == {}
+
+
+def test_second_factor_refusals_have_problem_types_of_their_own() -> None:
+    needed = from_domain_error(errors.SecondFactorRequired("Send a code."))
+    enrol = from_domain_error(errors.SecondFactorNotEnrolled("Enrol first."))
+    plain = Problem(401, "Wrong password.")
+    assert needed.status == enrol.status == 401
+    assert needed.to_dict()["type"] == "https://myhealthapp.example/problems/second-factor-required"
+    assert enrol.to_dict()["type"] == (
+        "https://myhealthapp.example/problems/second-factor-enrolment-required"
+    )
+    assert plain.to_dict()["type"] == "https://myhealthapp.example/problems/401"
+    for problem in (needed, enrol):
+        assert problem.headers["WWW-Authenticate"].startswith("Bearer")
+    assert (needed.title, enrol.title) == (
+        "Second factor required",
+        "Second factor enrolment required",
+    )
+
+
+def test_too_many_attempts_is_a_429_with_its_wait() -> None:
+    problem = from_domain_error(errors.TooManyAttempts("Wait.", retry_after=120))
+    assert problem.status == 429
+    assert problem.headers == {"Retry-After": "120"}
+    assert problem.to_dict()["type"] == "https://myhealthapp.example/problems/429"

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import StringConstraints
+from pydantic import Field, StringConstraints
 
+from healthapp.mfa.schemas import CODE_DESCRIPTION, SecondFactorCode
 from healthapp.schemas_common import RequestModel, ResponseModel
 
 
 class TokenCreate(RequestModel):
     username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    otp: SecondFactorCode | None = Field(
+        None, description=f"Needed when the account has a second factor. {CODE_DESCRIPTION}"
+    )
 
 
 class TokenRead(ResponseModel):

@@ -17,6 +17,7 @@ from healthapp.auth.access import (
 from healthapp.auth.keys import KeySet
 from healthapp.database import db
 from healthapp.extensions import limiter, login_username_key
+from healthapp.mfa import views as mfa
 from healthapp.request_parsing import json_body
 from healthapp.sessions import service
 from healthapp.sessions.schemas import JsonWebKeySet, TokenCreate, TokenRead
@@ -45,6 +46,7 @@ def create_token(body: TokenCreate) -> TokenRead:
     user = accounts.authenticate(session=db.session, username=body.username, password=body.password)
     if user is None:
         raise unauthorized("The username or password is wrong.")
+    mfa.check_second_factor(session=db.session, user=user, code=body.otp)
     return service.sign_in(session=db.session, issuer=service.token_issuer(), user=user)
 
 
