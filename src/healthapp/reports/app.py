@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import redis
+import structlog
 from apiflask import APIFlask
 from flask import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -10,8 +11,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from healthapp import bootstrap
 from healthapp.config import Base, load_settings
 from healthapp.observability import EXTRA_METRICS
+from healthapp.problems import from_domain_error, problem_response
 from healthapp.reports.first_page import FirstPageServer
-from healthapp.reports.store import ReportStore
+from healthapp.reports.store import CorruptReport, ReportStore
 from healthapp.reports.sync_metrics import sync_registry
 from healthapp.webapp import new_api, register_health
 
@@ -27,6 +29,7 @@ def create_app(
         redis_client = bootstrap.redis_client(settings)
     store = register_extensions(app, redis_client=redis_client)
     register_blueprints(app)
+    register_report_problems(app)
     register_health(app, {"redis": store.ping})
     register_sync_metrics(app, store)
     app.wsgi_app = FirstPageServer(app, store, api="reports")  # type: ignore[method-assign]
@@ -45,6 +48,17 @@ def register_blueprints(app: APIFlask) -> None:
     from healthapp.reports.views import bp
 
     app.register_blueprint(bp)
+
+
+def register_report_problems(app: APIFlask) -> None:
+    """A stored report that does not decode: a 503, and one log line saying whose report and
+    which part of it (never its content), for an operator to rebuild it."""
+    log = structlog.get_logger("healthapp.reports")
+
+    @app.errorhandler(CorruptReport)
+    def corrupt_report(error: CorruptReport) -> Response:
+        log.error("stored report unreadable", username=error.username, part=error.part)
+        return problem_response(from_domain_error(error))
 
 
 def register_sync_metrics(app: APIFlask, store: ReportStore) -> None:
