@@ -9,6 +9,8 @@ from healthapp import bootstrap, database
 from healthapp.config import Base, load_settings
 from healthapp.database import db
 from healthapp.extensions import limiter, redis_options
+from healthapp.metrics_access import register_metrics
+from healthapp.observability import generate_metrics
 from healthapp.webapp import new_api, register_health
 
 
@@ -23,6 +25,7 @@ def create_app(settings: Base | None = None, *, engine: Engine | None = None) ->
     register_blueprints(app)
     database.register_errorhandlers(app)
     register_health(app, {"postgresql": _check_postgresql})
+    register_metrics(app, {"/metrics": generate_metrics})
     return app
 
 

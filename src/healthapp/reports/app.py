@@ -6,11 +6,12 @@ import redis
 import structlog
 from apiflask import APIFlask
 from flask import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from healthapp import bootstrap
 from healthapp.config import Base, load_settings
-from healthapp.observability import EXTRA_METRICS
+from healthapp.metrics_access import MetricsPages, register_metrics
+from healthapp.observability import generate_metrics
 from healthapp.problems import from_domain_error, problem_response
 from healthapp.reports.first_page import FirstPageServer
 from healthapp.reports.store import CorruptReport, ReportStore
@@ -31,8 +32,8 @@ def create_app(
     register_blueprints(app)
     register_report_problems(app)
     register_health(app, {"redis": store.ping})
-    register_sync_metrics(app, store)
     app.wsgi_app = FirstPageServer(app, store, api="reports")  # type: ignore[method-assign]
+    register_metrics(app, metrics_pages(store))
     return app
 
 
@@ -61,8 +62,9 @@ def register_report_problems(app: APIFlask) -> None:
         return problem_response(from_domain_error(error))
 
 
-def register_sync_metrics(app: APIFlask, store: ReportStore) -> None:
-    """The sync worker's figures (kept in Redis) on ``/metrics`` and on ``/metrics/sync``.
+def metrics_pages(store: ReportStore) -> MetricsPages:
+    """``/metrics`` (this process's figures, of every worker under gunicorn, and the sync's)
+    and ``/metrics/sync`` (the sync's alone).
 
     The worker serves no HTTP; every pass adds its figures to one Redis hash, so these
     are the sums over every worker process.
@@ -70,17 +72,13 @@ def register_sync_metrics(app: APIFlask, store: ReportStore) -> None:
     registry = sync_registry(store.sync_stats)
 
     def sync_figures() -> bytes:
+        return bytes(generate_latest(registry))
+
+    def everything() -> bytes:
         try:
-            return bytes(generate_latest(registry))
+            figures = sync_figures()
         except redis.RedisError:
-            return b""  # /metrics still answers (the process's own figures) while Redis is down
+            figures = b""  # the process's own figures still answer while Redis is down
+        return generate_metrics() + figures
 
-    app.extensions.setdefault(EXTRA_METRICS, []).append(sync_figures)
-
-    @app.get("/metrics/sync")
-    @app.doc(tags=["Health"], summary="Sync metrics (Prometheus)", hide=True)
-    def sync_metrics() -> Response:
-        """The sync's figures alone, as the worker left them in Redis."""
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
-
-    sync_metrics.allowed_roles = None  # type: ignore[attr-defined]
+    return {"/metrics": everything, "/metrics/sync": sync_figures}
