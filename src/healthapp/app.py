@@ -13,6 +13,8 @@ from healthapp.auth.tokens import TokenClaims, TokenIssuer
 from healthapp.config import Base, load_settings
 from healthapp.database import db
 from healthapp.extensions import limiter, redis_options
+from healthapp.metrics_access import register_metrics
+from healthapp.observability import generate_metrics
 from healthapp.sessions.service import TOKEN_ISSUER_EXTENSION
 from healthapp.webapp import new_api, register_health, register_token_checks
 
@@ -29,6 +31,7 @@ def create_app(settings: Base | None = None, *, engine: Engine | None = None) ->
     register_blueprints(app)
     database.register_errorhandlers(app)
     register_health(app, {"postgresql": _check_postgresql})
+    register_metrics(app, {"/metrics": generate_metrics})
     return app
 
 

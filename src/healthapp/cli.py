@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from healthapp import bootstrap, supervisor
-from healthapp.config import Base, ConfigurationError, load_settings
+from healthapp.config import Base, ConfigurationError, load_settings, parse_bind
 from healthapp.progress import ProgressBar
 
 if TYPE_CHECKING:
@@ -54,6 +54,16 @@ def _stores(stack: ExitStack, settings: Base) -> tuple[Engine, redis.Redis]:
     return engine, client
 
 
+def _bind_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A ``host:port`` option, checked as ``METRICS_BIND`` is."""
+    if value:
+        try:
+            parse_bind(value)
+        except ValueError as error:
+            raise click.BadParameter(str(error)) from None
+    return value or None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """MyHealthApp: check-up ingest on PostgreSQL, per-user reports served from Redis."""
@@ -64,9 +74,42 @@ def main() -> None:
 @click.option("--core-port", default=8000, show_default=True, help="Core API port.")
 @click.option("--reports-port", default=8001, show_default=True, help="Reports API port.")
 @click.option("--workers", default=2, show_default=True, help="gunicorn workers per API.")
-def run(host: str, core_port: int, reports_port: int, workers: int) -> None:
-    """Run the Core API, the Reports API and the sync worker with beat; Ctrl-C stops all."""
+@click.option(
+    "--core-metrics-bind",
+    envvar="CORE_METRICS_BIND",
+    callback=_bind_option,
+    metavar="HOST:PORT",
+    help="Serve the Core API's metrics on this address only (METRICS_BIND of the Core API).",
+)
+@click.option(
+    "--reports-metrics-bind",
+    envvar="REPORTS_METRICS_BIND",
+    callback=_bind_option,
+    metavar="HOST:PORT",
+    help="Serve the Reports API's metrics on this address only.",
+)
+def run(
+    host: str,
+    core_port: int,
+    reports_port: int,
+    workers: int,
+    core_metrics_bind: str | None,
+    reports_metrics_bind: str | None,
+) -> None:
+    """Run the Core API, the Reports API and the sync worker with beat; Ctrl-C stops all.
+
+    The metrics are served as METRICS_TOKEN and the two metrics binds say; with none of
+    them, not at all.
+    """
     settings = _settings_or_exit()
+    if settings.METRICS_BIND:
+        raise click.UsageError(
+            "METRICS_BIND names one listener and this starts two APIs: give each its own"
+            " with --core-metrics-bind and --reports-metrics-bind"
+            " (CORE_METRICS_BIND, REPORTS_METRICS_BIND)"
+        )
+    if core_metrics_bind and core_metrics_bind == reports_metrics_bind:
+        raise click.UsageError("the two APIs need different metrics binds")
     with ExitStack() as stack:
         database_url = _database_url(stack, settings)
         click.echo("database schema is up to date")
@@ -78,6 +121,8 @@ def run(host: str, core_port: int, reports_port: int, workers: int) -> None:
             core_port=core_port,
             reports_port=reports_port,
             workers=workers,
+            core_metrics_bind=core_metrics_bind,
+            reports_metrics_bind=reports_metrics_bind,
         )
         supervisor.supervise(commands)
 

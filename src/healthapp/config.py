@@ -28,8 +28,16 @@ from pydantic_settings import (
 SECRET_KEYS = ("SECRET_KEY",)
 #: The settings naming the stores; production requires those its process uses.
 STORES = ("DATABASE_URL", "REDIS_URL")
+#: Secrets a deployment may go without; when given, production refuses a short one.
+OPTIONAL_SECRET_KEYS = ("METRICS_TOKEN",)
 #: What the secrets file may supply; anything else in it is ignored.
-FROM_SECRETS_FILE = (*SECRET_KEYS, "JWT_PRIVATE_KEY", "JWT_PUBLIC_KEYS", *STORES)
+FROM_SECRETS_FILE = (
+    *SECRET_KEYS,
+    *OPTIONAL_SECRET_KEYS,
+    "JWT_PRIVATE_KEY",
+    "JWT_PUBLIC_KEYS",
+    *STORES,
+)
 #: What a value of each type must look like, for the message refusing it.
 _EXPECTED = {"int_parsing": "an integer", "bool_parsing": "a boolean (1 or 0)"}
 
@@ -61,6 +69,16 @@ class SecretsFile(PydanticBaseSettingsSource):
         if not isinstance(secrets, dict):
             raise ConfigurationError("HEALTHAPP_SECRETS_FILE is not a readable JSON object")
         return {key: str(secrets[key]) for key in FROM_SECRETS_FILE if secrets.get(key)}
+
+
+def parse_bind(value: str) -> tuple[str, int]:
+    """``host:port`` (an IPv6 host in brackets) as ``(host, port)``; ``ValueError`` if it is
+    not one."""
+    host, colon, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be host:port, e.g. 127.0.0.1:9100")
+    return host, int(port)
 
 
 def _refusal(error: ValidationError) -> ConfigurationError:
@@ -126,6 +144,10 @@ class Base(BaseSettings):
     STATEMENT_TIMEOUT_SECONDS: int = 20
     LOG_LEVEL: str = "INFO"
     LOG_JSON: bool = False
+    # /metrics answers only a request bearing this token, or only on METRICS_BIND, or
+    # nowhere (healthapp.metrics_access).
+    METRICS_TOKEN: SecretStr | None = None
+    METRICS_BIND: str | None = None
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -154,6 +176,13 @@ class Base(BaseSettings):
             return int(value)
         except ValueError:
             raise ValueError("must be an integer") from None
+
+    @field_validator("METRICS_BIND")
+    @classmethod
+    def _bind(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_bind(value)
+        return value
 
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod
@@ -229,6 +258,10 @@ class Production(Base):
             if not value:
                 raise ConfigurationError(f"{key} must be set to a secret value in production")
             if len(value) < 32:
+                raise ConfigurationError(f"{key} must be at least 32 characters in production")
+        for key in OPTIONAL_SECRET_KEYS:
+            optional: SecretStr | None = getattr(self, key)
+            if optional is not None and len(optional.get_secret_value()) < 32:
                 raise ConfigurationError(f"{key} must be at least 32 characters in production")
         for key in stores:
             if not getattr(self, key):

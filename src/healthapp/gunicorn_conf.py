@@ -12,6 +12,10 @@ One module for both APIs, parameterised by the environment:
   ``127.0.0.1``).
 - ``PROMETHEUS_MULTIPROC_DIR``: metrics shared by the workers, emptied when the master
   starts. Give each API its own folder: both masters empty theirs on start.
+- ``METRICS_BIND`` (``host:port``, unset by default): one more bind, on which the app
+  serves its metrics and nothing else (``healthapp.metrics_access``). It must be on a port
+  of its own, and a ``--bind`` on the command line, which replaces this module's binds,
+  leaves it out: the master refuses to start then. Give each API its own.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from gunicorn.config import KNOWN_SETTINGS
 
 _production = os.environ.get("HEALTHAPP_ENV") == "production"
 
-bind = os.environ.get("BIND", "127.0.0.1:8000")
+_metrics_bind = os.environ.get("METRICS_BIND")
+bind = [os.environ.get("BIND", "127.0.0.1:8000"), *([_metrics_bind] if _metrics_bind else [])]
 workers = int(os.environ.get("WEB_CONCURRENCY", str(2 * (os.cpu_count() or 1))))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 worker_class = "gthread"
@@ -62,8 +67,10 @@ if any(setting.name == "control_socket_disable" for setting in KNOWN_SETTINGS):
     control_socket_disable = True
 
 
-def on_starting(_server: Any) -> None:
-    """Start every run with an empty metrics folder, so dead workers' figures don't linger."""
+def on_starting(server: Any) -> None:
+    """Refuse a ``METRICS_BIND`` the app could not tell apart; start every run with an empty
+    metrics folder, so dead workers' figures don't linger."""
+    check_metrics_bind(list(server.cfg.bind), os.environ.get("METRICS_BIND"))
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
@@ -76,3 +83,25 @@ def child_exit(_server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def check_metrics_bind(binds: list[str], metrics_bind: str | None) -> None:
+    """Raise (gunicorn then exits with the message) unless ``metrics_bind`` is among
+    ``binds`` and no other of them listens on its port: the app knows its metrics listener
+    by the port alone."""
+    if not metrics_bind:
+        return
+    from healthapp.config import parse_bind
+
+    try:
+        _host, port = parse_bind(metrics_bind)
+    except ValueError:
+        raise RuntimeError("METRICS_BIND must be host:port, e.g. 127.0.0.1:9100") from None
+    if metrics_bind not in binds:
+        raise RuntimeError(
+            "METRICS_BIND is set but is not among gunicorn's binds: a --bind on the command"
+            " line replaces the configuration's; set BIND instead"
+        )
+    for other in binds:
+        if other != metrics_bind and other.rpartition(":")[2] == str(port):
+            raise RuntimeError(f"METRICS_BIND needs a port of its own; {other} uses {port} too")

@@ -18,7 +18,6 @@ import structlog
 from apiflask import APIFlask
 from flask import Response, g, request
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Histogram,
@@ -53,10 +52,6 @@ UPLOAD_ITEMS = Counter(
 )
 for _outcome in ("created", "duplicate", "rejected"):
     UPLOAD_ITEMS.labels(_outcome)
-
-#: ``app.extensions`` key of a list of callables whose exposition text ``/metrics`` appends
-#: (the Reports API adds the sync worker's figures this way).
-EXTRA_METRICS = "healthapp.extra_metrics"
 
 _configured = False
 
@@ -112,7 +107,8 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def register_observability(app: APIFlask, *, api: str) -> None:
-    """Request ids, one access log line per request, and ``/metrics``."""
+    """Request ids and one access log line per request (``healthapp.metrics_access`` serves
+    the metrics)."""
     configure_logging(json_logs=bool(app.config.get("LOG_JSON")), level=app.config["LOG_LEVEL"])
     access_log = structlog.get_logger("healthapp.access")
 
@@ -144,17 +140,6 @@ def register_observability(app: APIFlask, *, api: str) -> None:
                 duration_ms=round(elapsed * 1000, 2),
             )
         return response
-
-    @app.get("/metrics")
-    @app.doc(tags=["Health"], summary="Prometheus metrics", hide=True)
-    def metrics() -> Response:
-        """Prometheus metrics of this process (of every worker under gunicorn)."""
-        body = generate_metrics()
-        for extra in app.extensions.get(EXTRA_METRICS, ()):
-            body += extra()
-        return Response(body, mimetype=CONTENT_TYPE_LATEST)
-
-    metrics.allowed_roles = None  # type: ignore[attr-defined]
 
     @app.teardown_request
     def forget_request(_exc: BaseException | None) -> None:

@@ -76,21 +76,32 @@ def stack_commands(
     core_port: int,
     reports_port: int,
     workers: int,
+    core_metrics_bind: str | None = None,
+    reports_metrics_bind: str | None = None,
 ) -> dict[str, Command]:
-    """The processes of ``healthapp run``: both APIs under gunicorn and the worker with beat."""
+    """The processes of ``healthapp run``: both APIs under gunicorn and the worker with beat.
+
+    Each API serves its metrics on its own ``*_metrics_bind`` when given (``METRICS_BIND``
+    names one listener, so it is never handed to both).
+    """
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
+    env.pop("METRICS_BIND", None)
     # Each API's workers add up their metrics in a folder of its own (as the Procfile).
     metrics = Path(os.environ.get("METRICS_DIR") or Path(settings.INSTANCE_PATH, "metrics"))
+
+    def api_env(port: int, metrics_bind: str | None, folder: str) -> dict[str, str]:
+        bound = {"BIND": f"{host}:{port}", "PROMETHEUS_MULTIPROC_DIR": str(metrics / folder)}
+        return {**env, **bound, **({"METRICS_BIND": metrics_bind} if metrics_bind else {})}
+
     return {
         "core-api": (
-            gunicorn_command("healthapp.app:create_app()", host, core_port, workers),
-            {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics / "core")},
+            gunicorn_command("healthapp.app:create_app()", workers),
+            api_env(core_port, core_metrics_bind, "core"),
         ),
         "reports-api": (
-            gunicorn_command("healthapp.reports.app:create_app()", host, reports_port, workers),
+            gunicorn_command("healthapp.reports.app:create_app()", workers),
             {
-                **env,
-                "PROMETHEUS_MULTIPROC_DIR": str(metrics / "reports"),
+                **api_env(reports_port, reports_metrics_bind, "reports"),
                 "GUNICORN_THREADS": os.environ.get("REPORTS_THREADS", "1"),
             },
         ),
@@ -108,8 +119,9 @@ def worker_with_beat_command(loglevel: str) -> list[str]:
     ]
 
 
-def gunicorn_command(app: str, host: str, port: int, workers: int) -> list[str]:
-    """gunicorn with the project's configuration (``healthapp.gunicorn_conf``)."""
+def gunicorn_command(app: str, workers: int) -> list[str]:
+    """gunicorn with the project's configuration (``healthapp.gunicorn_conf``), which takes
+    its addresses from ``BIND`` and ``METRICS_BIND`` (a ``--bind`` would replace both)."""
     return [
         sys.executable,
         "-m",
@@ -117,8 +129,6 @@ def gunicorn_command(app: str, host: str, port: int, workers: int) -> list[str]:
         "--config",
         "python:healthapp.gunicorn_conf",
         app,
-        "--bind",
-        f"{host}:{port}",
         "--workers",
         str(workers),
     ]

@@ -19,6 +19,8 @@ from tests.processes import free_port, stop, wait_until_answering
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The metrics token of the stack (made up).
+METRICS_TOKEN = "metrics-token-of-the-tests-" + "p" * 16
 
 
 def test_procfile_processes_carry_an_upload_to_the_reports_api(
@@ -44,6 +46,7 @@ def test_procfile_processes_carry_an_upload_to_the_reports_api(
         "SYNC_CONCURRENCY": "1",
         "SYNC_INTERVAL_SECONDS": "1",
         "LOG_JSON": "1",
+        "METRICS_TOKEN": METRICS_TOKEN,
     }
     operator = api.user(Role.OPERATOR)
     patient = api.user()
@@ -85,7 +88,9 @@ def test_procfile_processes_carry_an_upload_to_the_reports_api(
                     break
             time.sleep(0.3)
         assert count == len(items), log_path.read_text(errors="replace")[-3000:]
-        metrics = httpx.get(f"{reports}/metrics").text
+        assert httpx.get(f"{reports}/metrics").status_code == 401
+        scrape = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+        metrics = httpx.get(f"{reports}/metrics", headers=scrape).text
         assert 'healthapp_sync_passes_total{kind="incremental"}' in metrics
         running_log = log_path.read_text(errors="replace")
     finally:

@@ -1,5 +1,5 @@
 """``healthapp run``: the three processes, an upload reaching the Reports API, and each
-API's metrics summed over its gunicorn workers."""
+API's metrics summed over its gunicorn workers, on a metrics listener of each API's own."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ def test_run_starts_the_stack_and_sums_metrics_over_workers(api, database_url, t
     redis_server = start_redis(tmp_path / "redis")
     core_port = free_port()
     reports_port = core_port + 1
+    core_metrics = free_port(18140, 18199)
+    reports_metrics = core_metrics + 1
     instance = tmp_path / "instance"
     env = {
         **os.environ,
@@ -38,6 +40,9 @@ def test_run_starts_the_stack_and_sums_metrics_over_workers(api, database_url, t
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_server.url,
         "SYNC_INTERVAL_SECONDS": "1",
+        # One listener of its own for each API's metrics.
+        "CORE_METRICS_BIND": f"127.0.0.1:{core_metrics}",
+        "REPORTS_METRICS_BIND": f"127.0.0.1:{reports_metrics}",
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env.pop("METRICS_DIR", None)
@@ -77,8 +82,14 @@ def test_run_starts_the_stack_and_sums_metrics_over_workers(api, database_url, t
         for _ in range(40):
             assert httpx.get(f"{reports}/healthz", headers={"Connection": "close"}).is_success
         for _ in range(5):
-            metrics = httpx.get(f"{reports}/metrics").text
+            metrics = httpx.get(f"http://127.0.0.1:{reports_metrics}/metrics").text
             assert _requests_counted(metrics, "/healthz") >= 40
+        assert 'healthapp_sync_passes_total{kind="incremental"}' in metrics
+        core_figures = httpx.get(f"http://127.0.0.1:{core_metrics}/metrics").text
+        assert 'api="core"' in core_figures
+        assert 'api="reports"' not in core_figures
+        for base in (core, reports):  # not on the APIs' own addresses
+            assert httpx.get(f"{base}/metrics").status_code == 404
     finally:
         stop(process)
         redis_server.stop()

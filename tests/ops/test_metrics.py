@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
+from pydantic import SecretStr
 
 from healthapp import config
 from healthapp.domain.roles import Role
@@ -51,12 +52,27 @@ def test_upload_counts_created_duplicate_and_rejected_items(api):
     assert _items("rejected") - before["rejected"] == 1 + 3
 
 
+#: The metrics token of the Reports API these tests read (made up).
+METRICS_TOKEN = "metrics-token-of-the-tests-" + "o" * 16
+
+
+class MetricsReader:
+    """Reads a Reports API's metrics pages as Prometheus does, with the metrics token."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def get(self, path: str) -> Any:
+        return self.client.get(path, headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+
+
 @pytest.fixture
-def reports(redis_url: str, redis_client: Any) -> Any:
+def reports(redis_url: str, redis_client: Any) -> MetricsReader:
     settings = config.Testing()
     settings.DATABASE_URL = None
     settings.REDIS_URL = redis_url
-    return create_reports_app(settings).test_client()
+    settings.METRICS_TOKEN = SecretStr(METRICS_TOKEN)
+    return MetricsReader(create_reports_app(settings).test_client())
 
 
 def test_reports_metrics_include_the_sync_figures(api, engine, redis_client, reports):

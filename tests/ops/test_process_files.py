@@ -84,7 +84,13 @@ def test_no_secret_is_committed():
     values = dict(
         line.split("=", 1) for line in example.splitlines() if line and not line.startswith("#")
     )
-    for key in ("SECRET_KEY", "JWT_PRIVATE_KEY", "JWT_PUBLIC_KEYS", "POSTGRES_PASSWORD"):
+    for key in (
+        "SECRET_KEY",
+        "JWT_PRIVATE_KEY",
+        "JWT_PUBLIC_KEYS",
+        "METRICS_TOKEN",
+        "POSTGRES_PASSWORD",
+    ):
         assert values[key] == "", key
     assert set(procfile_variables()) <= set(values) | {"PATH"}
     assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
@@ -108,8 +114,8 @@ def procfile_variables() -> list[str]:
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({}, ("127.0.0.1:8000", 4, 0, False)),
-        ({"HEALTHAPP_ENV": "production"}, ("127.0.0.1:8000", 4, 0, True)),
+        ({}, (["127.0.0.1:8000"], 4, 0, False)),
+        ({"HEALTHAPP_ENV": "production"}, (["127.0.0.1:8000"], 4, 0, True)),
         (
             {
                 "BIND": "0.0.0.0:8001",
@@ -117,12 +123,14 @@ def procfile_variables() -> list[str]:
                 "GUNICORN_MAX_REQUESTS": "5000",
                 "GUNICORN_REUSE_PORT": "1",
             },
-            ("0.0.0.0:8001", 8, 5000, True),
+            (["0.0.0.0:8001"], 8, 5000, True),
         ),
         (
             {"HEALTHAPP_ENV": "production", "GUNICORN_REUSE_PORT": "0"},
-            ("127.0.0.1:8000", 4, 0, False),
+            (["127.0.0.1:8000"], 4, 0, False),
         ),
+        ({"METRICS_BIND": "127.0.0.1:9100"}, (["127.0.0.1:8000", "127.0.0.1:9100"], 4, 0, False)),
+        ({"METRICS_BIND": ""}, (["127.0.0.1:8000"], 4, 0, False)),
     ],
 )
 def test_gunicorn_settings_come_from_the_environment(monkeypatch, env, expected):
@@ -130,6 +138,7 @@ def test_gunicorn_settings_come_from_the_environment(monkeypatch, env, expected)
 
     for key in (
         "BIND",
+        "METRICS_BIND",
         "GUNICORN_THREADS",
         "GUNICORN_MAX_REQUESTS",
         "GUNICORN_REUSE_PORT",
@@ -142,3 +151,21 @@ def test_gunicorn_settings_come_from_the_environment(monkeypatch, env, expected)
     settings = (module.bind, module.threads, module.max_requests, module.reuse_port)
     assert settings == expected
     assert module.worker_class == "gthread"
+
+
+@pytest.mark.parametrize(
+    ("binds", "metrics_bind", "refusal"),
+    [
+        (["127.0.0.1:8000"], None, None),
+        (["127.0.0.1:8000", "127.0.0.1:9100"], "127.0.0.1:9100", None),
+        (["127.0.0.1:8000"], "127.0.0.1:9100", "not among gunicorn's binds"),
+        (["10.0.0.5:9100", "127.0.0.1:9100"], "127.0.0.1:9100", "a port of its own"),
+        (["127.0.0.1:8000", "9100"], "9100", "must be host:port"),
+    ],
+)
+def test_gunicorn_refuses_a_metrics_bind_the_app_cannot_tell_apart(binds, metrics_bind, refusal):
+    if refusal is None:
+        gunicorn_conf.check_metrics_bind(binds, metrics_bind)
+        return
+    with pytest.raises(RuntimeError, match=refusal):
+        gunicorn_conf.check_metrics_bind(binds, metrics_bind)

@@ -282,14 +282,14 @@ def test_a_forged_token_is_never_admitted(api, engine, sync, reports):
     assert response.mimetype == "application/problem+json"
 
 
-def test_the_metrics_count_requests_either_path_answered(api, engine, sync, reports):
+def test_the_metrics_count_requests_either_path_answered(api, engine, sync, reports, scrape):
     patient = api.user()
     add_checkups(api, engine, patient, 3)
     sync()
     path = f"/api/v1/users/{patient.username}/"
 
     def count() -> float:
-        text = reports.get("/metrics").get_data(as_text=True)
+        text = scrape()
         return sum(
             float(line.rpartition(" ")[2])
             for line in text.splitlines()

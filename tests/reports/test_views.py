@@ -200,10 +200,10 @@ def test_docs_and_health(reports):
     assert reports.get("/readyz").json["checks"] == {"redis": "ok"}
 
 
-def test_sync_metrics_exposed(api, engine, sync, reports):
+def test_sync_metrics_exposed(api, engine, sync, scrape):
     insert_checkups(engine, user_id=api.user().id, machine_id=api.machine(), count=1)
     sync()
-    text = reports.get("/metrics/sync").get_data(as_text=True)
+    text = scrape("/metrics/sync")
     assert "healthapp_sync_documents_written_total" in text
     assert "healthapp_sync_last_lag_seconds" in text
 

@@ -6,7 +6,8 @@ taken_at text, created_at text]`` (timestamps are rendered once, by the sync). M
 stored once per user in the meta. The meta's chunk index ``[newest µs, oldest µs, count,
 type mask]`` lets a reader fetch only the chunks a page with type and date filters needs.
 A reader checks each chunk's hash against the meta's, so one that raced a rewrite notices
-and reads again instead of mixing two versions.
+and reads again instead of mixing two versions. A stored value that does not decode, or
+decodes to another shape than the sync writes, raises :class:`CorruptValue`.
 
 The first page (what the mobile app asks for each time it opens) is also stored as the
 response body it is: the content hash, the ``synced_at`` text, a NUL byte, then the JSON
@@ -46,6 +47,24 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _GZIP_MAGIC = b"\x1f\x8b"
 #: ``wbits`` that inflate a gzip member or a zlib stream, whichever it is.
 _GZIP_OR_ZLIB = 32 + zlib.MAX_WBITS
+#: What the reader takes from the meta, and the type each must have.
+_META_MEMBERS: dict[str, type | tuple[type, ...]] = {
+    "username": str,
+    "profile": (dict, type(None)),
+    "diseases": list,
+    "machines": list,
+    "summary": dict,
+    "count": int,
+    "types": list,
+    "chunks": list,
+    "hash": str,
+    "synced_at": str,
+}
+
+
+class CorruptValue(ValueError):
+    """A stored value that does not decode, or decodes to another shape than the sync
+    writes."""
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -65,12 +84,63 @@ def encode_chunk(records: Sequence[Sequence[Any]]) -> tuple[bytes, bytes]:
     return raw, zlib.compress(raw, COMPRESSION_LEVEL)
 
 
-def decode_chunk(stored: bytes, content_hash: str | None = None) -> list[list[Any]] | None:
-    """The compact records of a stored chunk; ``None`` if it is of another version."""
+def decode_chunk(
+    stored: bytes, content_hash: str | None = None, *, machines: int | None = None
+) -> list[list[Any]] | None:
+    """The compact records of a stored chunk; ``None`` if it is of another version.
+
+    ``machines``: how many machines the meta lists, which every record's machine index must
+    be below. Raises :class:`CorruptValue` for a chunk that does not decode to records.
+    """
     if content_hash is not None and stored[:HASH_LENGTH] != content_hash.encode():
         return None
-    records: list[list[Any]] = orjson.loads(zlib.decompress(stored[HASH_LENGTH:]))
+    try:
+        records = orjson.loads(zlib.decompress(stored[HASH_LENGTH:]))
+    except (zlib.error, orjson.JSONDecodeError) as error:
+        raise CorruptValue("the chunk does not inflate to JSON") from error
+    if not isinstance(records, list) or not all(_is_record(record, machines) for record in records):
+        raise CorruptValue("the chunk does not hold compact records")
     return records
+
+
+def _is_record(record: Any, machines: int | None) -> bool:
+    """Whether ``record`` has the fields a reader filters and renders by, of their types."""
+    if not isinstance(record, list) or len(record) != R_CREATED_AT_TEXT + 1:
+        return False
+    machine = record[R_MACHINE]
+    return (
+        isinstance(record[R_ID], str)
+        and isinstance(record[R_TYPE], str)
+        and type(record[R_TAKEN_AT]) is int
+        and type(machine) is int
+        and (machines is None or 0 <= machine < machines)
+    )
+
+
+def decode_meta(stored: bytes) -> dict[str, Any]:
+    """A user's stored meta; :class:`CorruptValue` unless it has the shape the sync writes."""
+    try:
+        meta = orjson.loads(stored)
+    except orjson.JSONDecodeError as error:
+        raise CorruptValue("the meta is not JSON") from error
+    if not isinstance(meta, dict) or not all(
+        isinstance(meta.get(name), kind) for name, kind in _META_MEMBERS.items()
+    ):
+        raise CorruptValue("the meta lacks a member or has one of another type")
+    if not all(
+        isinstance(entry, list) and len(entry) == 4 and all(type(n) is int for n in entry)
+        for entry in meta["chunks"]
+    ) or not all(isinstance(entry, list) and len(entry) == 3 for entry in meta["machines"]):
+        raise CorruptValue("the meta's chunk index or machines have another shape")
+    _check_timestamp(meta["synced_at"])
+    return meta
+
+
+def _check_timestamp(text: str) -> None:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError as error:
+        raise CorruptValue("synced_at is not a timestamp") from error
 
 
 def encode_first_page(content_hash: str, synced_at: str, body: dict[str, Any]) -> bytes:
@@ -96,18 +166,39 @@ class StoredPage:
 
     @property
     def body(self) -> bytes:
-        """The JSON body."""
-        return zlib.decompress(self.compressed, _GZIP_OR_ZLIB)
+        """The JSON body; :class:`CorruptValue` if it does not inflate."""
+        try:
+            return zlib.decompress(self.compressed, _GZIP_OR_ZLIB)
+        except zlib.error as error:
+            raise CorruptValue("the first page does not inflate") from error
 
 
 def decode_first_page(stored: bytes) -> StoredPage:
-    """The version, ``synced_at`` and compressed body of a stored first page."""
-    separator = stored.index(b"\x00", HASH_LENGTH)
-    return StoredPage(
-        version=stored[:HASH_LENGTH].decode(),
-        synced_at=stored[HASH_LENGTH:separator].decode(),
-        compressed=stored[separator + 1 :],
-    )
+    """The version, ``synced_at`` and compressed body of a stored first page.
+
+    Raises :class:`CorruptValue` unless the header reads and the body starts as a gzip
+    member or a zlib stream does. The body itself is inflated only for a client that does
+    not take gzip (``StoredPage.body``): checking it on every read would cost the fast path
+    an inflation a gzip client never needs.
+    """
+    separator = stored.find(b"\x00", HASH_LENGTH)
+    if separator < 0:
+        raise CorruptValue("the first page has no header")
+    try:
+        version = stored[:HASH_LENGTH].decode("ascii")
+        synced_at = stored[HASH_LENGTH:separator].decode("ascii")
+    except UnicodeDecodeError as error:
+        raise CorruptValue("the first page's header is not text") from error
+    _check_timestamp(synced_at)
+    compressed = stored[separator + 1 :]
+    if not (compressed.startswith(_GZIP_MAGIC) or _is_zlib_header(compressed[:2])):
+        raise CorruptValue("the first page's body is neither gzip nor zlib")
+    return StoredPage(version=version, synced_at=synced_at, compressed=compressed)
+
+
+def _is_zlib_header(header: bytes) -> bool:
+    """Whether ``header`` opens a zlib stream (RFC 1950: deflate, and a valid check)."""
+    return len(header) == 2 and header[0] & 0x0F == 8 and int.from_bytes(header) % 31 == 0
 
 
 @dataclass

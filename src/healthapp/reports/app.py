@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import redis
+import structlog
 from apiflask import APIFlask
 from flask import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from healthapp import bootstrap
 from healthapp.auth.keys import verifying_keys
 from healthapp.auth.revocation import Revocations
 from healthapp.config import Base, load_settings
-from healthapp.observability import EXTRA_METRICS
+from healthapp.metrics_access import MetricsPages, register_metrics
+from healthapp.observability import generate_metrics
+from healthapp.problems import from_domain_error, problem_response
 from healthapp.reports.first_page import FirstPageServer
-from healthapp.reports.store import ReportStore
+from healthapp.reports.store import CorruptReport, ReportStore
 from healthapp.reports.sync_metrics import sync_registry
 from healthapp.webapp import new_api, register_health, register_token_checks
 
@@ -38,9 +41,10 @@ def create_app(
         ),
     )
     register_blueprints(app)
+    register_report_problems(app)
     register_health(app, {"redis": store.ping})
-    register_sync_metrics(app, store)
     app.wsgi_app = FirstPageServer(app, store, api="reports")  # type: ignore[method-assign]
+    register_metrics(app, metrics_pages(store))
     return app
 
 
@@ -58,8 +62,20 @@ def register_blueprints(app: APIFlask) -> None:
     app.register_blueprint(bp)
 
 
-def register_sync_metrics(app: APIFlask, store: ReportStore) -> None:
-    """The sync worker's figures (kept in Redis) on ``/metrics`` and on ``/metrics/sync``.
+def register_report_problems(app: APIFlask) -> None:
+    """A stored report that does not decode: a 503, and one log line saying whose report and
+    which part of it (never its content), for an operator to rebuild it."""
+    log = structlog.get_logger("healthapp.reports")
+
+    @app.errorhandler(CorruptReport)
+    def corrupt_report(error: CorruptReport) -> Response:
+        log.error("stored report unreadable", username=error.username, part=error.part)
+        return problem_response(from_domain_error(error))
+
+
+def metrics_pages(store: ReportStore) -> MetricsPages:
+    """``/metrics`` (this process's figures, of every worker under gunicorn, and the sync's)
+    and ``/metrics/sync`` (the sync's alone).
 
     The worker serves no HTTP; every pass adds its figures to one Redis hash, so these
     are the sums over every worker process.
@@ -67,17 +83,13 @@ def register_sync_metrics(app: APIFlask, store: ReportStore) -> None:
     registry = sync_registry(store.sync_stats)
 
     def sync_figures() -> bytes:
+        return bytes(generate_latest(registry))
+
+    def everything() -> bytes:
         try:
-            return bytes(generate_latest(registry))
+            figures = sync_figures()
         except redis.RedisError:
-            return b""  # /metrics still answers (the process's own figures) while Redis is down
+            figures = b""  # the process's own figures still answer while Redis is down
+        return generate_metrics() + figures
 
-    app.extensions.setdefault(EXTRA_METRICS, []).append(sync_figures)
-
-    @app.get("/metrics/sync")
-    @app.doc(tags=["Health"], summary="Sync metrics (Prometheus)", hide=True)
-    def sync_metrics() -> Response:
-        """The sync's figures alone, as the worker left them in Redis."""
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
-
-    sync_metrics.allowed_roles = None  # type: ignore[attr-defined]
+    return {"/metrics": everything, "/metrics/sync": sync_figures}

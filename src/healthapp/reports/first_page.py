@@ -39,7 +39,7 @@ from healthapp.auth.access import TOKEN_CHECKS_EXTENSION, TokenChecks
 from healthapp.auth.revocation import check_command, is_revoked
 from healthapp.observability import HTTP_LATENCY, HTTP_REQUESTS, REQUEST_ID, REQUEST_ID_HEADER
 from healthapp.problems import REDIS_UNREACHABLE, Problem
-from healthapp.reports.store import ReportStore, entity_tag
+from healthapp.reports.store import CorruptReport, ReportStore, entity_tag, first_page_body
 from healthapp.request_context import Actor
 from healthapp.webapp import accepts_gzip, oversized_header, security_headers
 
@@ -53,6 +53,8 @@ _DECLINING_HEADERS = ("HTTP_ORIGIN", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_RANGE", 
 STORE_ERROR = "healthapp.store_error"
 #: Errors of an unreachable store, answered 503 by the Flask app's error handler.
 _UNREACHABLE = REDIS_UNREACHABLE
+#: What reading the page may raise that the Flask app answers (503) from the error itself.
+_HANDED_ON: tuple[type[Exception], ...] = (*REDIS_UNREACHABLE, CorruptReport)
 
 
 class FirstPageServer:
@@ -127,8 +129,8 @@ class FirstPageServer:
         try:
             # The token's revocation is checked in the same round trip as the page is read.
             stored, revocation = self.store.first_page_checking(username, check_command(claims))
-        except _UNREACHABLE as error:
-            environ[STORE_ERROR] = error  # asking again would wait out the timeout again
+        except _HANDED_ON as error:
+            environ[STORE_ERROR] = error  # asking again would wait out a timeout again
             return None
         except redis.RedisError:
             return None  # the Flask view meets the same error and answers the problem
@@ -149,6 +151,11 @@ class FirstPageServer:
         if_none_match = environ.get("HTTP_IF_NONE_MATCH")
         if if_none_match and _entity_tags(if_none_match).contains_weak(tag):
             return 304, headers, b"", request_id  # without the entity's headers, as Flask
+        try:
+            body = gzipped if gzipped is not None else first_page_body(stored, username)
+        except CorruptReport as error:
+            environ[STORE_ERROR] = error  # before the read is audited: none will be made
+            return None
         actor = Actor(
             id=principal.id,
             username=principal.username,
@@ -169,7 +176,6 @@ class FirstPageServer:
             return None
         except (redis.RedisError, Problem):
             return None  # the Flask view meets the same error and answers the problem
-        body = stored.body if gzipped is None else gzipped
         headers += [
             ("Content-Type", "application/json"),
             ("Content-Length", str(len(body))),

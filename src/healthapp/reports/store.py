@@ -2,7 +2,10 @@
 
 A page reads the generation pointer (cached for a second), the user's meta, and only the
 chunks its filters and cursor can reach. A read that races a rewrite or a generation switch
-notices a missing field and starts again.
+notices a missing field and starts again; one that keeps losing the race is refused with
+:class:`StoreChanged`. A stored value that does not decode is refused with
+:class:`CorruptReport`. Both are 503s: the first passes once the writes stop, the second
+once the sync rewrites the report.
 """
 
 from __future__ import annotations
@@ -11,11 +14,11 @@ import hashlib
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
-import orjson
 import redis
 
 from healthapp.domain.report_codec import (
@@ -25,9 +28,11 @@ from healthapp.domain.report_codec import (
     R_INFO,
     R_TAKEN_AT,
     R_TYPE,
+    CorruptValue,
     StoredPage,
     decode_chunk,
     decode_first_page,
+    decode_meta,
 )
 from healthapp.domain.report_keys import (
     CURRENT_GENERATION_KEY,
@@ -39,15 +44,52 @@ from healthapp.domain.report_keys import (
     users_index_key,
 )
 from healthapp.domain.report_render import candidate_chunks, record_matches, type_mask
-from healthapp.extensions import run_command, run_commands
+from healthapp.errors import Unavailable
+from healthapp.extensions import run_commands
 
 #: How long a process trusts the generation pointer before reading it again.
 GENERATION_CACHE_SECONDS = 1.0
 _ATTEMPTS = 3
 
 
-class StoreChanged(Exception):
-    """The report changed while it was being read; read it again."""
+#: Seconds a reader refused with :class:`StoreChanged` is asked to wait: a rewrite of one
+#: report takes milliseconds.
+CHANGED_RETRY_AFTER_SECONDS = 1
+
+
+class StoreChanged(Unavailable):
+    """The report changed while it was being read. Within a read, read it again; raised
+    out of the store when it changed under each of its tries (a 503 with ``Retry-After``)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The report changed while it was being read; retry shortly.",
+            retry_after=CHANGED_RETRY_AFTER_SECONDS,
+        )
+
+
+class CorruptReport(Unavailable):
+    """A stored value of the reports does not decode (``part``: which one; ``username``:
+    whose report, if it is one user's). Nothing a reader retries mends it: the sync's next
+    write of that report does, or ``healthapp sync --full``."""
+
+    def __init__(self, part: str, *, username: str | None = None) -> None:
+        super().__init__("The stored report cannot be read; retry later.")
+        self.part = part
+        self.username = username
+
+
+def first_page_body(stored: StoredPage, username: str) -> bytes:
+    """The JSON body of ``username``'s stored first page, inflated."""
+    try:
+        return stored.body
+    except CorruptValue:
+        raise CorruptReport("first page", username=username) from None
+
+
+def _is_wrong_type(error: redis.ResponseError) -> bool:
+    """Whether Redis refused a command because the key holds another type of value."""
+    return str(error).startswith("WRONGTYPE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +133,12 @@ class ReportStore:
         now = time.monotonic()
         if refresh or now - self._generation_read_at > GENERATION_CACHE_SECONDS:
             value = self.redis.get(CURRENT_GENERATION_KEY)
+            try:
+                generation = int(value) if value is not None else None
+            except ValueError:
+                raise CorruptReport("generation pointer") from None
             with self._lock:
-                self._generation = int(value) if value is not None else None
+                self._generation = generation
                 self._generation_read_at = now
         return self._generation
 
@@ -100,42 +146,37 @@ class ReportStore:
         """Raise unless Redis answers."""
         self.redis.ping()
 
-    def first_page(self, username: str, *, lean: bool = False) -> StoredPage | None:
+    def first_page(self, username: str) -> StoredPage | None:
         """``username``'s stored first page; ``None`` when there is none (no report, or one
-        written before first pages were stored: read it with ``get_report``).
-
-        ``lean`` reads it with one bare command (``run_command``: no retry), for a caller
-        that falls back to the full path on any error.
-        """
+        written before first pages were stored: read it with ``get_report``)."""
         for attempt in range(2):
             generation = self.generation(refresh=attempt > 0)
             if generation is None:
                 return None
             key = user_key(generation, username)
-            stored = cast(
-                bytes | None,
-                run_command(self.redis, "HGET", key, FIRST_PAGE_FIELD)
-                if lean
-                else self.redis.hget(key, FIRST_PAGE_FIELD),
-            )
-            if stored is not None:
-                return decode_first_page(stored)
+            with _readable(username):
+                stored = cast(bytes | None, self.redis.hget(key, FIRST_PAGE_FIELD))
+                if stored is not None:
+                    return decode_first_page(stored)
         return None
 
     def first_page_checking(
         self, username: str, command: tuple[str, ...]
     ) -> tuple[StoredPage | None, Any]:
-        """``username``'s stored first page (as ``first_page(lean=True)``) and the reply to
-        ``command``, sent in the same round trip (the token's revocation check)."""
+        """``username``'s stored first page and the reply to ``command``, sent in the same
+        round trip (the token's revocation check), each with one bare command
+        (``run_commands``: no retry), for a caller that falls back to the full path on any
+        error."""
         reply = None
         for attempt in range(2):
             generation = self.generation(refresh=attempt > 0)
             if generation is None:
                 return None, reply
             key = user_key(generation, username)
-            stored, reply = run_commands(self.redis, ("HGET", key, FIRST_PAGE_FIELD), command)
-            if stored is not None:
-                return decode_first_page(stored), reply
+            with _readable(username):
+                stored, reply = run_commands(self.redis, ("HGET", key, FIRST_PAGE_FIELD), command)
+                if stored is not None:
+                    return decode_first_page(stored), reply
         return None, reply
 
     def get_report(self, username: str, *, filters: CheckupFilter, limit: int) -> ReportPage | None:
@@ -148,24 +189,34 @@ class ReportStore:
             if generation is None:
                 return None
             key = user_key(generation, username)
-            raw, *prefetched = cast(list[bytes | None], self.redis.hmget(key, fields))
+            raw, *prefetched = self._hmget(key, fields, username)
             if raw is None:
                 if attempt == 0:
                     continue  # the pointer may have moved on: read it again
                 return None
-            meta = orjson.loads(raw)
+            meta = _meta(raw, username)
             try:
                 records, next_key = self._page(
-                    key, meta, dict(enumerate(prefetched)), filters=filters, limit=limit
+                    key, username, meta, dict(enumerate(prefetched)), filters=filters, limit=limit
                 )
             except StoreChanged:
                 continue
             return ReportPage(meta=meta, records=records, next_key=next_key)
         raise StoreChanged
 
+    def _hmget(self, key: str, fields: Sequence[str], username: str) -> list[bytes | None]:
+        """``fields`` of ``username``'s report hash ``key``."""
+        try:
+            return cast(list[bytes | None], self.redis.hmget(key, fields))
+        except redis.ResponseError as error:
+            if _is_wrong_type(error):
+                raise CorruptReport("report key", username=username) from None
+            raise
+
     def _page(
         self,
         key: str,
+        username: str,
         meta: dict[str, Any],
         prefetched: dict[int, bytes | None],
         *,
@@ -189,14 +240,12 @@ class ReportStore:
             position += len(indices)
             missing = [i for i in indices if prefetched.get(i) is None]
             if missing:
-                fetched = cast(
-                    list[bytes | None], self.redis.hmget(key, [chunk_field(i) for i in missing])
-                )
+                fetched = self._hmget(key, [chunk_field(i) for i in missing], username)
                 prefetched.update(zip(missing, fetched, strict=True))
             step *= 2
             for index in indices:
                 blob = prefetched.get(index)
-                records = decode_chunk(blob, meta["hash"]) if blob is not None else None
+                records = _chunk(blob, meta, index, username) if blob is not None else None
                 if records is None:
                     raise StoreChanged
                 for record in records:
@@ -223,10 +272,14 @@ class ReportStore:
         if generation is None:
             return [], None
         start = f"({after}" if after else "-"
-        names = self.redis.zrangebylex(
-            users_index_key(generation), start, "+", start=0, num=limit + 1
+        names = cast(
+            list[bytes],
+            self.redis.zrangebylex(users_index_key(generation), start, "+", start=0, num=limit + 1),
         )
-        return [name.decode() for name in names], generation  # type: ignore[union-attr]
+        try:
+            return [name.decode() for name in names], generation
+        except UnicodeDecodeError:
+            raise CorruptReport("users index") from None
 
     def newest_checkups(
         self, usernames: Sequence[str], *, generation: int, per_user: int
@@ -239,15 +292,21 @@ class ReportStore:
             for name in usernames:
                 pipe.hmget(user_key(generation, name), fields)
             result: dict[str, tuple[dict[str, Any], list[list[Any]]]] = {}
+            replies = pipe.execute(raise_on_error=False)
             try:
-                for name, (raw, *blobs) in zip(usernames, pipe.execute(), strict=True):
+                for name, reply in zip(usernames, replies, strict=True):
+                    if isinstance(reply, redis.ResponseError):
+                        if _is_wrong_type(reply):
+                            raise CorruptReport("report key", username=name)
+                        raise reply
+                    raw, *blobs = reply
                     if raw is None:
                         continue
-                    meta = orjson.loads(raw)
+                    meta = _meta(raw, name)
                     wanted = min(per_user, meta["count"])
                     records: list[list[Any]] = []
-                    for blob in blobs[: math.ceil(wanted / CHUNK_SIZE)]:
-                        decoded = decode_chunk(blob, meta["hash"]) if blob is not None else None
+                    for index, blob in enumerate(blobs[: math.ceil(wanted / CHUNK_SIZE)]):
+                        decoded = _chunk(blob, meta, index, name) if blob is not None else None
                         if decoded is None:
                             raise StoreChanged
                         records.extend(decoded)
@@ -258,9 +317,26 @@ class ReportStore:
         raise StoreChanged
 
     def sync_stats(self) -> dict[str, str]:
-        """The figures of the last sync pass."""
-        stats = self.redis.hgetall(SYNC_STATS_KEY)
-        return {k.decode(): v.decode() for k, v in stats.items()}  # type: ignore[union-attr]
+        """The figures of the last sync pass (a value that is not text reads as no number)."""
+        stats = cast(dict[bytes, bytes], self.redis.hgetall(SYNC_STATS_KEY))
+        return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in stats.items()}
+
+
+def _meta(raw: bytes, username: str) -> dict[str, Any]:
+    """``username``'s stored meta, decoded."""
+    try:
+        return decode_meta(raw)
+    except CorruptValue:
+        raise CorruptReport("meta", username=username) from None
+
+
+def _chunk(blob: bytes, meta: dict[str, Any], index: int, username: str) -> list[list[Any]] | None:
+    """Chunk ``index`` of ``username``'s report; ``None`` if it is of another version than
+    ``meta``."""
+    try:
+        return decode_chunk(blob, meta["hash"], machines=len(meta["machines"]))
+    except CorruptValue:
+        raise CorruptReport(f"chunk {index}", username=username) from None
 
 
 # Serialising ---------------------------------------------------------------------------
@@ -279,3 +355,17 @@ def entity_tag(*parts: str) -> str:
     """A strong ETag value for a response built from these versions and this query."""
     digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12)
     return digest.hexdigest()
+
+
+@contextmanager
+def _readable(username: str) -> Iterator[None]:
+    """Turn a stored first page that does not decode, or a report key of the wrong type,
+    into ``CorruptReport`` (answered 503 and logged once)."""
+    try:
+        yield
+    except redis.ResponseError as error:
+        if _is_wrong_type(error):
+            raise CorruptReport("report key", username=username) from None
+        raise
+    except CorruptValue:
+        raise CorruptReport("first page", username=username) from None

@@ -22,6 +22,7 @@ from healthapp.reports.store import (
     CheckupFilter,
     ReportStore,
     entity_tag,
+    first_page_body,
     listed_checkup_item,
 )
 from healthapp.request_context import current_actor
@@ -113,7 +114,7 @@ def _first_page(username: str) -> Response | None:
         return None
     gzipped = stored.gzip if accepts_gzip(request.headers.get("Accept-Encoding")) else None
     return _conditional(
-        gzipped or stored.body,
+        gzipped or first_page_body(stored, username),
         etag=entity_tag(stored.version, _query_key()),
         last_modified=stored.synced_at,
         gzipped=gzipped is not None,
