@@ -9,7 +9,7 @@ from healthapp import bootstrap, database
 from healthapp.config import Base, load_settings
 from healthapp.database import db
 from healthapp.extensions import limiter, redis_options
-from healthapp.webapp import new_api, register_health
+from healthapp.webapp import new_api, register_health, trust_proxies
 
 
 def create_app(settings: Base | None = None, *, engine: Engine | None = None) -> APIFlask:
@@ -23,6 +23,7 @@ def create_app(settings: Base | None = None, *, engine: Engine | None = None) ->
     register_blueprints(app)
     database.register_errorhandlers(app)
     register_health(app, {"postgresql": _check_postgresql})
+    trust_proxies(app)
     return app
 
 

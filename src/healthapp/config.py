@@ -109,6 +109,7 @@ class Base(BaseSettings):
     LOGIN_RATE_LIMIT_PER_USER: str = "5/minute"
     LOGIN_RATE_LIMIT_PER_ADDRESS: str = "60/minute"
     UPLOAD_RATE_LIMIT_PER_ADDRESS: str = "120/minute"
+    TRUSTED_PROXY_COUNT: int = 0
     RATELIMIT_ENABLED: bool = True
     CORS_ORIGINS: Annotated[list[str], NoDecode] = Field(default_factory=list)
     SYNC_INTERVAL_SECONDS: int = 30
@@ -169,6 +170,13 @@ class Base(BaseSettings):
             raise ValueError("must be a rate limit such as 5/minute") from None
         if any(item.amount < 1 for item in parsed):
             raise ValueError("must allow at least one request per period")
+        return value
+
+    @field_validator("TRUSTED_PROXY_COUNT")
+    @classmethod
+    def _proxy_count(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must be 0 or more")
         return value
 
     def as_flask_config(self) -> dict[str, Any]:

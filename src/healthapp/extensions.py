@@ -13,7 +13,6 @@ from flask import request
 from flask_cors import CORS
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -60,6 +59,16 @@ def run_command(client: redis.Redis, *args: Any) -> Any:
         pool.release(connection)
 
 
+def client_address() -> str:
+    """The client's address: the socket peer, or, with ``TRUSTED_PROXY_COUNT`` set, the
+    address that many proxies back in ``X-Forwarded-For`` (``webapp.trust_proxies``).
+
+    Every rate limit and every recorded address uses this one value, so a header the
+    client wrote itself cannot move a request to another counter.
+    """
+    return request.remote_addr or "unknown"
+
+
 def login_username_key() -> str:
     """Rate-limit key for the per-user login limit: the username tried, not the address.
 
@@ -70,10 +79,10 @@ def login_username_key() -> str:
     body = request.get_json(silent=True)  # orjson refuses nesting deeper than 1,024 levels
     username = body.get("username") if isinstance(body, dict) else None
     if not isinstance(username, str) or not username:
-        return get_remote_address()
+        return client_address()
     return f"login-user:{username.lower()[:64]}"
 
 
 jwt = JWTManager()
-limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
+limiter = Limiter(key_func=client_address, headers_enabled=True)
 cors = CORS()

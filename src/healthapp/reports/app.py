@@ -13,7 +13,7 @@ from healthapp.observability import EXTRA_METRICS
 from healthapp.reports.first_page import FirstPageServer
 from healthapp.reports.store import ReportStore
 from healthapp.reports.sync_metrics import sync_registry
-from healthapp.webapp import new_api, register_health
+from healthapp.webapp import new_api, register_health, trust_proxies
 
 
 def create_app(
@@ -30,6 +30,7 @@ def create_app(
     register_health(app, {"redis": store.ping})
     register_sync_metrics(app, store)
     app.wsgi_app = FirstPageServer(app, store, api="reports")  # type: ignore[method-assign]
+    trust_proxies(app)  # outside the first-page server: both layers see one client address
     return app
 
 
