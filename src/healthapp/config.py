@@ -107,7 +107,9 @@ class Base(BaseSettings):
     MAX_CONTENT_LENGTH: int = 16 * 1024 * 1024
     MAX_BULK_ITEMS: int = 10_000
     LOGIN_RATE_LIMIT_PER_USER: str = "5/minute"
+    LOGIN_RATE_LIMIT_PER_USERNAME: str = "25/minute"
     LOGIN_RATE_LIMIT_PER_ADDRESS: str = "60/minute"
+    REGISTER_RATE_LIMIT_PER_ADDRESS: str = "10/hour"
     UPLOAD_RATE_LIMIT_PER_ADDRESS: str = "120/minute"
     TRUSTED_PROXY_COUNT: int = 0
     RATELIMIT_ENABLED: bool = True
@@ -157,7 +159,11 @@ class Base(BaseSettings):
         return value
 
     @field_validator(
-        "LOGIN_RATE_LIMIT_PER_USER", "LOGIN_RATE_LIMIT_PER_ADDRESS", "UPLOAD_RATE_LIMIT_PER_ADDRESS"
+        "LOGIN_RATE_LIMIT_PER_USER",
+        "LOGIN_RATE_LIMIT_PER_USERNAME",
+        "LOGIN_RATE_LIMIT_PER_ADDRESS",
+        "REGISTER_RATE_LIMIT_PER_ADDRESS",
+        "UPLOAD_RATE_LIMIT_PER_ADDRESS",
     )
     @classmethod
     def _rate_limit(cls, value: str) -> str:

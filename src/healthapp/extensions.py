@@ -7,6 +7,7 @@ side loads.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import redis
 from flask import request
@@ -69,18 +70,37 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-def login_username_key() -> str:
-    """Rate-limit key for the per-user login limit: the username tried, not the address.
+def _login_username() -> str | None:
+    """The username a login names, as a key part; ``None`` for a body without one.
 
-    A body that is not a JSON object with a string ``username`` is keyed by the address:
-    the limit still counts it, and the view answers it 400 or 422. This must never raise:
-    the limiter lets a request whose key failed through unlimited (and logs a traceback).
+    This must never raise: the limiter lets a request whose key failed through unlimited
+    (and logs a traceback). Escaped, so that no username spells another one's key.
     """
     body = request.get_json(silent=True)  # orjson refuses nesting deeper than 1,024 levels
     username = body.get("username") if isinstance(body, dict) else None
     if not isinstance(username, str) or not username:
-        return client_address()
-    return f"login-user:{username.lower()[:64]}"
+        return None
+    return quote(username.lower()[:64], safe="")
+
+
+def login_username_key() -> str:
+    """Rate-limit key for the cap on failed logins per username, from every address.
+
+    A body that is not a JSON object with a string ``username`` is keyed by the address;
+    the view answers it 400 or 422, which the cap does not count.
+    """
+    username = _login_username()
+    return f"login-user:{username}" if username else client_address()
+
+
+def login_username_address_key() -> str:
+    """Rate-limit key for logins per username from one address: a stranger's wrong
+    passwords fill their own counter, never the one of the owner's address. A body without
+    a string ``username`` is keyed by the address alone, and still counted."""
+    username = _login_username()
+    address = client_address()
+    # "@" is escaped in the username and never in an address: one key, one pair.
+    return f"login-user:{username}@{address}" if username else address
 
 
 jwt = JWTManager()

@@ -21,7 +21,9 @@ ALL_SETTINGS = (
     "REDIS_URL",
     "RATELIMIT_ENABLED",
     "LOGIN_RATE_LIMIT_PER_USER",
+    "LOGIN_RATE_LIMIT_PER_USERNAME",
     "LOGIN_RATE_LIMIT_PER_ADDRESS",
+    "REGISTER_RATE_LIMIT_PER_ADDRESS",
     "UPLOAD_RATE_LIMIT_PER_ADDRESS",
     "TRUSTED_PROXY_COUNT",
     "JWT_ACCESS_TOKEN_EXPIRES_SECONDS",
@@ -275,6 +277,7 @@ def test_defaults_match_the_spec() -> None:
     settings = load_settings("development")
     assert settings.LOGIN_RATE_LIMIT_PER_USER == "5/minute"
     assert settings.LOGIN_RATE_LIMIT_PER_ADDRESS == "60/minute"
+    assert settings.REGISTER_RATE_LIMIT_PER_ADDRESS == "10/hour"
     assert settings.UPLOAD_RATE_LIMIT_PER_ADDRESS == "120/minute"
     assert settings.TRUSTED_PROXY_COUNT == 0  # X-Forwarded-For ignored
     assert settings.MAX_CONTENT_LENGTH == 16 * 1024 * 1024
@@ -303,7 +306,13 @@ def test_integer_settings_are_read_and_checked(monkeypatch: pytest.MonkeyPatch) 
 
 @pytest.mark.parametrize(
     "key",
-    ["LOGIN_RATE_LIMIT_PER_USER", "LOGIN_RATE_LIMIT_PER_ADDRESS", "UPLOAD_RATE_LIMIT_PER_ADDRESS"],
+    [
+        "LOGIN_RATE_LIMIT_PER_USER",
+        "LOGIN_RATE_LIMIT_PER_USERNAME",
+        "LOGIN_RATE_LIMIT_PER_ADDRESS",
+        "REGISTER_RATE_LIMIT_PER_ADDRESS",
+        "UPLOAD_RATE_LIMIT_PER_ADDRESS",
+    ],
 )
 @pytest.mark.parametrize("value", ["lots", "5", "0/minute", "-1/minute"])
 def test_a_rate_limit_that_would_not_limit_is_refused(
