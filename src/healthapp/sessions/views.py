@@ -8,7 +8,12 @@ from flask import Response, current_app
 from healthapp.accounts import service as accounts
 from healthapp.auth.access import ALL_ROLES, current_principal, public, requires, unauthorized
 from healthapp.database import db
-from healthapp.extensions import limiter, login_username_address_key, login_username_key
+from healthapp.extensions import (
+    client_address,
+    limiter,
+    login_username_address_key,
+    login_username_key,
+)
 from healthapp.request_parsing import json_body
 from healthapp.sessions import service
 from healthapp.sessions.schemas import TokenCreate, TokenRead
@@ -77,7 +82,11 @@ def create_token(body: TokenCreate) -> TokenRead:
     """Exchange a username and password for an access and a refresh token."""
     user = accounts.authenticate(session=db.session, username=body.username, password=body.password)
     if user is None:
+        accounts.record_failed_login(
+            session=db.session, username=body.username, address=client_address()
+        )
         raise unauthorized("The username or password is wrong.")
+    accounts.record_login(session=db.session, user=user, address=client_address())
     _restart_failure_count()
     return service.issue_tokens(user=user)
 
