@@ -16,7 +16,7 @@ from healthapp.extensions import limiter, redis_options
 from healthapp.metrics_access import register_metrics
 from healthapp.observability import generate_metrics
 from healthapp.sessions.service import TOKEN_ISSUER_EXTENSION
-from healthapp.webapp import new_api, register_health, register_token_checks
+from healthapp.webapp import new_api, register_health, register_token_checks, trust_proxies
 
 
 def create_app(settings: Base | None = None, *, engine: Engine | None = None) -> APIFlask:
@@ -32,6 +32,7 @@ def create_app(settings: Base | None = None, *, engine: Engine | None = None) ->
     database.register_errorhandlers(app)
     register_health(app, {"postgresql": _check_postgresql})
     register_metrics(app, {"/metrics": generate_metrics})
+    trust_proxies(app)
     return app
 
 

@@ -130,8 +130,11 @@ class Base(BaseSettings):
     MAX_CONTENT_LENGTH: int = 16 * 1024 * 1024
     MAX_BULK_ITEMS: int = 10_000
     LOGIN_RATE_LIMIT_PER_USER: str = "5/minute"
+    LOGIN_RATE_LIMIT_PER_USERNAME: str = "25/minute"
     LOGIN_RATE_LIMIT_PER_ADDRESS: str = "60/minute"
+    REGISTER_RATE_LIMIT_PER_ADDRESS: str = "10/hour"
     UPLOAD_RATE_LIMIT_PER_ADDRESS: str = "120/minute"
+    TRUSTED_PROXY_COUNT: int = 0
     RATELIMIT_ENABLED: bool = True
     #: Operators and admins sign in only with a second factor (those without one enrol first).
     STAFF_MFA_REQUIRED: bool = True
@@ -192,7 +195,11 @@ class Base(BaseSettings):
         return value
 
     @field_validator(
-        "LOGIN_RATE_LIMIT_PER_USER", "LOGIN_RATE_LIMIT_PER_ADDRESS", "UPLOAD_RATE_LIMIT_PER_ADDRESS"
+        "LOGIN_RATE_LIMIT_PER_USER",
+        "LOGIN_RATE_LIMIT_PER_USERNAME",
+        "LOGIN_RATE_LIMIT_PER_ADDRESS",
+        "REGISTER_RATE_LIMIT_PER_ADDRESS",
+        "UPLOAD_RATE_LIMIT_PER_ADDRESS",
     )
     @classmethod
     def _rate_limit(cls, value: str) -> str:
@@ -205,6 +212,13 @@ class Base(BaseSettings):
             raise ValueError("must be a rate limit such as 5/minute") from None
         if any(item.amount < 1 for item in parsed):
             raise ValueError("must allow at least one request per period")
+        return value
+
+    @field_validator("TRUSTED_PROXY_COUNT")
+    @classmethod
+    def _proxy_count(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must be 0 or more")
         return value
 
     def as_flask_config(self) -> dict[str, Any]:

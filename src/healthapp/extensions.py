@@ -7,12 +7,12 @@ side loads.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import redis
 from flask import request
 from flask_cors import CORS
 from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -74,19 +74,48 @@ def run_commands(client: redis.Redis, *commands: tuple[Any, ...]) -> list[Any]:
         pool.release(connection)
 
 
-def login_username_key() -> str:
-    """Rate-limit key for the per-user login limit: the username tried, not the address.
+def client_address() -> str:
+    """The client's address: the socket peer, or, with ``TRUSTED_PROXY_COUNT`` set, the
+    address that many proxies back in ``X-Forwarded-For`` (``webapp.trust_proxies``).
 
-    A body that is not a JSON object with a string ``username`` is keyed by the address:
-    the limit still counts it, and the view answers it 400 or 422. This must never raise:
-    the limiter lets a request whose key failed through unlimited (and logs a traceback).
+    Every rate limit and every recorded address uses this one value, so a header the
+    client wrote itself cannot move a request to another counter.
+    """
+    return request.remote_addr or "unknown"
+
+
+def _login_username() -> str | None:
+    """The username a login names, as a key part; ``None`` for a body without one.
+
+    This must never raise: the limiter lets a request whose key failed through unlimited
+    (and logs a traceback). Escaped, so that no username spells another one's key.
     """
     body = request.get_json(silent=True)  # orjson refuses nesting deeper than 1,024 levels
     username = body.get("username") if isinstance(body, dict) else None
     if not isinstance(username, str) or not username:
-        return get_remote_address()
-    return f"login-user:{username.lower()[:64]}"
+        return None
+    return quote(username.lower()[:64], safe="")
 
 
-limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
+def login_username_key() -> str:
+    """Rate-limit key for the cap on failed logins per username, from every address.
+
+    A body that is not a JSON object with a string ``username`` is keyed by the address;
+    the view answers it 400 or 422, which the cap does not count.
+    """
+    username = _login_username()
+    return f"login-user:{username}" if username else client_address()
+
+
+def login_username_address_key() -> str:
+    """Rate-limit key for logins per username from one address: a stranger's wrong
+    passwords fill their own counter, never the one of the owner's address. A body without
+    a string ``username`` is keyed by the address alone, and still counted."""
+    username = _login_username()
+    address = client_address()
+    # "@" is escaped in the username and never in an address: one key, one pair.
+    return f"login-user:{username}@{address}" if username else address
+
+
+limiter = Limiter(key_func=client_address, headers_enabled=True)
 cors = CORS()

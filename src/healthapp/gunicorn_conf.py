@@ -8,8 +8,9 @@ One module for both APIs, parameterised by the environment:
   (recycle a worker after about this many requests; default 0, never),
   ``GUNICORN_REUSE_PORT`` (``1``: a listening socket per worker; default ``1`` in production,
   ``0`` elsewhere),
-  ``FORWARDED_ALLOW_IPS`` (proxies whose ``X-Forwarded-*`` headers are trusted, default
-  ``127.0.0.1``).
+  ``FORWARDED_ALLOW_IPS`` (proxies whose ``X-Forwarded-Proto`` sets the scheme, default
+  ``127.0.0.1``; gunicorn never takes the client address from ``X-Forwarded-For``, the
+  apps do with ``TRUSTED_PROXY_COUNT``).
 - ``PROMETHEUS_MULTIPROC_DIR``: metrics shared by the workers, emptied when the master
   starts. Give each API its own folder: both masters empty theirs on start.
 - ``METRICS_BIND`` (``host:port``, unset by default): one more bind, on which the app

@@ -10,6 +10,7 @@ from typing import Any
 from apiflask import APIFlask
 from flask import Response, current_app, g, request
 from werkzeug.http import parse_accept_header
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import RequestRedirect
 
 from healthapp.auth.access import TOKEN_CHECKS_EXTENSION, TokenChecks
@@ -93,6 +94,26 @@ def new_api(
     register_protocol_problems(app)
     register_openapi_conventions(app)
     return app
+
+
+def trust_proxies(app: APIFlask) -> None:
+    """Take the client address ``TRUSTED_PROXY_COUNT`` hops back in ``X-Forwarded-For``.
+
+    Each factory calls this last, so that werkzeug's ``ProxyFix`` wraps every other WSGI
+    layer (the Reports API's first-page server too) and all of them see one address. With
+    0 nothing is wrapped: the header is ignored and the address is the socket peer, so a
+    client cannot pick the address its rate limits count against.
+
+    Only ``X-Forwarded-For``: the scheme is gunicorn's to set (``FORWARDED_ALLOW_IPS``
+    names the proxies whose ``X-Forwarded-Proto`` it believes), and the host stays the
+    ``Host`` header the proxy passes on, since a proxy that does not set
+    ``X-Forwarded-Host`` would let the client's own value into redirect ``Location``s.
+    """
+    count = int(app.config.get("TRUSTED_PROXY_COUNT") or 0)
+    if count:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=count, x_proto=0, x_host=0, x_port=0, x_prefix=0
+        )
 
 
 def security_headers(path: str, *, hsts: bool) -> list[tuple[str, str]]:

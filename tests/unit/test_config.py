@@ -23,8 +23,11 @@ ALL_SETTINGS = (
     "REDIS_URL",
     "RATELIMIT_ENABLED",
     "LOGIN_RATE_LIMIT_PER_USER",
+    "LOGIN_RATE_LIMIT_PER_USERNAME",
     "LOGIN_RATE_LIMIT_PER_ADDRESS",
+    "REGISTER_RATE_LIMIT_PER_ADDRESS",
     "UPLOAD_RATE_LIMIT_PER_ADDRESS",
+    "TRUSTED_PROXY_COUNT",
     "JWT_ACCESS_TOKEN_EXPIRES_SECONDS",
     "MAX_CONTENT_LENGTH",
     "CORS_ORIGINS",
@@ -330,7 +333,9 @@ def test_defaults_match_the_spec() -> None:
     settings = load_settings("development")
     assert settings.LOGIN_RATE_LIMIT_PER_USER == "5/minute"
     assert settings.LOGIN_RATE_LIMIT_PER_ADDRESS == "60/minute"
+    assert settings.REGISTER_RATE_LIMIT_PER_ADDRESS == "10/hour"
     assert settings.UPLOAD_RATE_LIMIT_PER_ADDRESS == "120/minute"
+    assert settings.TRUSTED_PROXY_COUNT == 0  # X-Forwarded-For ignored
     assert settings.MAX_CONTENT_LENGTH == 16 * 1024 * 1024
     assert settings.MAX_BULK_ITEMS == 10_000
     assert settings.SYNC_INTERVAL_SECONDS == 30
@@ -370,7 +375,13 @@ def test_integer_settings_are_read_and_checked(monkeypatch: pytest.MonkeyPatch) 
 
 @pytest.mark.parametrize(
     "key",
-    ["LOGIN_RATE_LIMIT_PER_USER", "LOGIN_RATE_LIMIT_PER_ADDRESS", "UPLOAD_RATE_LIMIT_PER_ADDRESS"],
+    [
+        "LOGIN_RATE_LIMIT_PER_USER",
+        "LOGIN_RATE_LIMIT_PER_USERNAME",
+        "LOGIN_RATE_LIMIT_PER_ADDRESS",
+        "REGISTER_RATE_LIMIT_PER_ADDRESS",
+        "UPLOAD_RATE_LIMIT_PER_ADDRESS",
+    ],
 )
 @pytest.mark.parametrize("value", ["lots", "5", "0/minute", "-1/minute"])
 def test_a_rate_limit_that_would_not_limit_is_refused(
@@ -378,6 +389,16 @@ def test_a_rate_limit_that_would_not_limit_is_refused(
 ) -> None:
     monkeypatch.setenv(key, value)
     assert key in _refusal("development")
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"), [("-1", "must be 0 or more"), ("one", "must be an integer")]
+)
+def test_a_trusted_proxy_count_that_is_no_count_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str, reason: str
+) -> None:
+    monkeypatch.setenv("TRUSTED_PROXY_COUNT", value)
+    assert f"TRUSTED_PROXY_COUNT {reason}" in _refusal("development")
 
 
 def test_rate_limits_accept_the_limits_syntax(monkeypatch: pytest.MonkeyPatch) -> None:

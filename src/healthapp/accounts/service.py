@@ -35,7 +35,11 @@ from healthapp.errors import NotFound
 from healthapp.outbox.service import record_changed_users
 from healthapp.pagination import PageQuery
 from healthapp.pagination_sql import paginate_by_time
+from healthapp.request_context import Actor
 from healthapp.unit_of_work import constraint_error, unit_of_work
+
+#: A username's longest (``users.username``, ``audit_events.subject_username``).
+USERNAME_MAX_LENGTH = 32
 
 # Users ---------------------------------------------------------------------------------
 
@@ -59,6 +63,40 @@ def authenticate(*, session: Session, username: str, password: str) -> User | No
     if not verify_password(user.password_hash, password):
         return None
     return user
+
+
+def record_login(*, session: Session, user: User, address: str) -> None:
+    """Record that ``user`` signed in from ``address``, committed now: a login changes
+    nothing in PostgreSQL for its event to ride on."""
+    actor = Actor(id=user.id, username=user.username, role=user.role)
+    with unit_of_work(session):
+        audit.record(
+            session=session,
+            action="auth.login",
+            subjects=[audit.Subject(user.id, user.username, {"address": address})],
+            actor=actor,
+        )
+
+
+def record_failed_login(*, session: Session, username: str, address: str) -> None:
+    """Record a refused login for ``username`` from ``address``; never the password.
+
+    Committed now, in its own unit of work, so that it stays although the request fails.
+    A name that is no account's is recorded too, without a subject id. The name is kept as
+    looked up (lower case) and cut to a username's longest, which no account exceeds.
+    """
+    tried = username.lower()
+    user = get_by_username(session=session, username=tried)  # unknown and known alike
+    with unit_of_work(session):
+        audit.record(
+            session=session,
+            action="auth.login_failed",
+            subjects=[
+                audit.Subject(
+                    user.id if user else None, tried[:USERNAME_MAX_LENGTH], {"address": address}
+                )
+            ],
+        )
 
 
 def list_users(*, session: Session, query: UserListQuery) -> tuple[Sequence[User], str | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from apiflask import APIBlueprint
+from flask import current_app
 
 from healthapp.accounts import service
 from healthapp.accounts.models import User
@@ -32,6 +33,7 @@ from healthapp.auth.access import (
 )
 from healthapp.database import db
 from healthapp.domain.roles import Role
+from healthapp.extensions import limiter
 from healthapp.pagination import PageQuery
 from healthapp.problems import not_found
 from healthapp.request_parsing import json_body, query_args
@@ -50,6 +52,26 @@ def _visible_user(user_id: uuid.UUID) -> User:
     return user
 
 
+def _register_limit() -> str:
+    return str(current_app.config["REGISTER_RATE_LIMIT_PER_ADDRESS"])
+
+
+def _created_by_admin() -> bool:
+    """Whether an admin (the role stored now, not only the token's) creates this account:
+    the per-address limit is for people registering themselves, and never locks admins out.
+    """
+    try:
+        principal = optional_principal()
+    except Exception:
+        # A bad token exempts nothing (the view answers it); raising here would let the
+        # request through unlimited, as the limiter does when a check fails.
+        return False
+    if principal is None or principal.role is not Role.ADMIN:
+        return False
+    user = service.get(session=db.session, user_id=principal.id)
+    return user is not None and user.role == Role.ADMIN
+
+
 # Users ---------------------------------------------------------------------------------
 
 
@@ -65,8 +87,9 @@ def list_users(query: UserListQuery) -> UserPage:
 
 
 @bp.post("/")
+@limiter.limit(_register_limit, scope="register", exempt_when=_created_by_admin)
 @bp.output(UserRead, status_code=201)
-@bp.doc(responses=[*_ERRORS, 403, 409])
+@bp.doc(responses=[*_ERRORS, 403, 409, 429])
 @public
 @json_body(UserCreate)
 def create_user(body: UserCreate) -> UserRead:

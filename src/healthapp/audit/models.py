@@ -18,10 +18,12 @@ from healthapp.request_context import Actor
 #: What an action looks like: dotted lower-case words (``report.read``).
 ACTION_PATTERN = r"^[a-z_]+(\.[a-z_]+)+$"
 
-#: The only keys ``details`` may carry: counts, ids, field names and change kinds. A health
-#: value, a password or a token has no key here, so it cannot be recorded by mistake.
+#: The only keys ``details`` may carry: counts, ids, field names, change kinds and the
+#: client address of a login. A health value, a password or a token has no key here, so it
+#: cannot be recorded by mistake.
 DETAIL_KEYS = frozenset(
     {
+        "address",
         "change",
         "fields",
         "disease_id",

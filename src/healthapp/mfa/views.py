@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 from healthapp.accounts import service as accounts
 from healthapp.accounts.models import User
 from healthapp.auth.access import public, unauthorized
+from healthapp.auth.login_limits import login_limits
 from healthapp.database import db
-from healthapp.extensions import limiter, login_username_key
 from healthapp.mfa import service
 from healthapp.mfa.schemas import (
     ConfirmationCreate,
@@ -35,14 +35,6 @@ bp = APIBlueprint("mfa", __name__, url_prefix="/api/v1/auth/mfa", tag="Authentic
 #: What the answers carrying a secret or recovery codes tell every cache.
 _NO_STORE = {"Cache-Control": "no-store"}
 _WRONG_CREDENTIALS = "The username or password is wrong."
-
-
-def _per_user_limit() -> str:
-    return str(current_app.config["LOGIN_RATE_LIMIT_PER_USER"])
-
-
-def _per_address_limit() -> str:
-    return str(current_app.config["LOGIN_RATE_LIMIT_PER_ADDRESS"])
 
 
 def _box() -> SecretBox:
@@ -81,8 +73,7 @@ _ENROL_ERRORS: dict[int, str] = {
 
 
 @bp.post("/totp")
-@limiter.limit(_per_address_limit, scope="login-address")
-@limiter.limit(_per_user_limit, key_func=login_username_key, scope="login-user")
+@login_limits
 @bp.output(EnrolmentRead, description="The new authenticator, shown this once.")
 @bp.doc(responses=_ENROL_ERRORS)
 @public
@@ -108,8 +99,7 @@ _CONFIRM_ERRORS: dict[int, str] = {
 
 
 @bp.post("/totp/confirm")
-@limiter.limit(_per_address_limit, scope="login-address")
-@limiter.limit(_per_user_limit, key_func=login_username_key, scope="login-user")
+@login_limits
 @bp.output(RecoveryCodesRead, description="The recovery codes, shown this once.")
 @bp.doc(responses=_CONFIRM_ERRORS)
 @public

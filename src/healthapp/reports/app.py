@@ -18,7 +18,7 @@ from healthapp.problems import from_domain_error, problem_response
 from healthapp.reports.first_page import FirstPageServer
 from healthapp.reports.store import CorruptReport, ReportStore
 from healthapp.reports.sync_metrics import sync_registry
-from healthapp.webapp import new_api, register_health, register_token_checks
+from healthapp.webapp import new_api, register_health, register_token_checks, trust_proxies
 
 
 def create_app(
@@ -45,6 +45,7 @@ def create_app(
     register_health(app, {"redis": store.ping})
     app.wsgi_app = FirstPageServer(app, store, api="reports")  # type: ignore[method-assign]
     register_metrics(app, metrics_pages(store))
+    trust_proxies(app)  # outside the first-page server: both layers see one client address
     return app
 
 

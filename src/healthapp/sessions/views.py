@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from apiflask import APIBlueprint
-from flask import Response, current_app, jsonify
+from flask import Response, jsonify
 
 from healthapp.accounts import service as accounts
 from healthapp.auth.access import (
@@ -15,8 +15,10 @@ from healthapp.auth.access import (
     unauthorized,
 )
 from healthapp.auth.keys import KeySet
+from healthapp.auth.login_limits import login_limits, restart_failure_count
 from healthapp.database import db
-from healthapp.extensions import limiter, login_username_key
+from healthapp.errors import DomainError
+from healthapp.extensions import client_address
 from healthapp.mfa import views as mfa
 from healthapp.request_parsing import json_body
 from healthapp.sessions import service
@@ -26,17 +28,8 @@ bp = APIBlueprint("auth", __name__, url_prefix="/api/v1/auth", tag="Authenticati
 well_known = APIBlueprint("well_known", __name__, url_prefix="/.well-known", tag="Authentication")
 
 
-def _per_user_limit() -> str:
-    return str(current_app.config["LOGIN_RATE_LIMIT_PER_USER"])
-
-
-def _per_address_limit() -> str:
-    return str(current_app.config["LOGIN_RATE_LIMIT_PER_ADDRESS"])
-
-
 @bp.post("/token")
-@limiter.limit(_per_address_limit, scope="login-address")
-@limiter.limit(_per_user_limit, key_func=login_username_key, scope="login-user")
+@login_limits
 @bp.output(TokenRead)
 @bp.doc(responses=[400, 401, 415, 422, 429])
 @public
@@ -45,8 +38,19 @@ def create_token(body: TokenCreate) -> TokenRead:
     """Exchange a username and password for an access and a refresh token (a new session)."""
     user = accounts.authenticate(session=db.session, username=body.username, password=body.password)
     if user is None:
+        accounts.record_failed_login(
+            session=db.session, username=body.username, address=client_address()
+        )
         raise unauthorized("The username or password is wrong.")
-    mfa.check_second_factor(session=db.session, user=user, code=body.otp)
+    try:
+        mfa.check_second_factor(session=db.session, user=user, code=body.otp)
+    except DomainError:
+        accounts.record_failed_login(
+            session=db.session, username=body.username, address=client_address()
+        )
+        raise
+    accounts.record_login(session=db.session, user=user, address=client_address())
+    restart_failure_count()
     return service.sign_in(session=db.session, issuer=service.token_issuer(), user=user)
 
 
