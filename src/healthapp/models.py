@@ -5,7 +5,7 @@ from healthapp.audit.models import AuditEvent
 from healthapp.checkups.models import Checkup
 from healthapp.machines.models import Machine
 from healthapp.orm import Base
-from healthapp.outbox.models import ReportOutbox
+from healthapp.outbox.models import ReportOutbox, SyncWatermark
 
 metadata = Base.metadata
 
@@ -16,6 +16,7 @@ __all__ = [
     "Machine",
     "Profile",
     "ReportOutbox",
+    "SyncWatermark",
     "User",
     "metadata",
 ]

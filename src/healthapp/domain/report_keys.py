@@ -16,6 +16,9 @@ Keys (``<g>`` is the generation readers are pointed at by ``rpt:current``)::
     rpt:g<g>:{u:<username>}:new the next report while it is written; renamed over the live
                                 key when whole (same hash tag: same Redis Cluster slot)
     rpt:sync:stats              hash of the sync passes' figures (``sync_stats``)
+    rpt:sync:watermark          hash: ``seq``, the last sync batch Redis took (PostgreSQL keeps
+                                the last one it committed), and ``layout``, the report layout
+                                of the generation readers use (``sync.watermark``)
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Iterable
 CURRENT_GENERATION_KEY = "rpt:current"
 GENERATION_SEQUENCE_KEY = "rpt:seq"
 SYNC_STATS_KEY = "rpt:sync:stats"
+WATERMARK_KEY = "rpt:sync:watermark"
 #: Matches the keys of every generation.
 ALL_GENERATIONS_PATTERN = "rpt:g*"
 META_FIELD = "m"
