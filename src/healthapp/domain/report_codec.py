@@ -10,10 +10,14 @@ and reads again instead of mixing two versions.
 
 The first page (what the mobile app asks for each time it opens) is also stored as the
 response body it is: the content hash, the ``synced_at`` text, a NUL byte, then the JSON
-body as a gzip member. Serving it costs one field read and no encoding; a client that
+body as a gzip member. Serving it costs one command and no encoding; a client that
 accepts gzip (every mobile HTTP stack does) gets those bytes as they are, and any other
 client the body inflated. Pages stored before gzip hold a zlib stream instead, which is
 always inflated.
+
+Beside them the hash holds the id of the user the report is of (its owner), read with the
+first page by the same command: a patient reads a report only if their token's ``sub`` is
+that id, so a token of a deleted user never reads a later user who took the same name.
 
 Pure: no database, no Redis client.
 """
@@ -29,9 +33,16 @@ from typing import Any
 
 import orjson
 
-from healthapp.domain.report_keys import FIRST_PAGE_FIELD, HASH_FIELD, META_FIELD, chunk_field
+from healthapp.domain.report_keys import (
+    FIRST_PAGE_FIELD,
+    HASH_FIELD,
+    META_FIELD,
+    OWNER_FIELD,
+    chunk_field,
+)
 
-LAYOUT_VERSION = 1
+#: Layout 2 records the owner's id; the sync rebuilds reports of an older layout.
+LAYOUT_VERSION = 2
 CHUNK_SIZE = 64
 COMPRESSION_LEVEL = 1
 
@@ -82,12 +93,13 @@ def encode_first_page(content_hash: str, synced_at: str, body: dict[str, Any]) -
 
 @dataclass(frozen=True, slots=True)
 class StoredPage:
-    """A rendered first page as a reader gets it: its version, ``synced_at`` and the
-    compressed body."""
+    """A rendered first page as a reader gets it: its version, ``synced_at``, the
+    compressed body and the owner's user id (``None`` in a report stored before owners)."""
 
     version: str
     synced_at: str
     compressed: bytes
+    owner: str | None = None
 
     @property
     def gzip(self) -> bytes | None:
@@ -100,21 +112,25 @@ class StoredPage:
         return zlib.decompress(self.compressed, _GZIP_OR_ZLIB)
 
 
-def decode_first_page(stored: bytes) -> StoredPage:
-    """The version, ``synced_at`` and compressed body of a stored first page."""
+def decode_first_page(stored: bytes, owner: bytes | None = None) -> StoredPage:
+    """The version, ``synced_at`` and compressed body of a stored first page, with the
+    report's stored ``owner`` field."""
     separator = stored.index(b"\x00", HASH_LENGTH)
     return StoredPage(
         version=stored[:HASH_LENGTH].decode(),
         synced_at=stored[HASH_LENGTH:separator].decode(),
         compressed=stored[separator + 1 :],
+        owner=owner.decode() if owner is not None else None,
     )
 
 
 @dataclass
 class ReportDocument:
-    """One user's report as the sync writes it: the meta, the chunks and the first page."""
+    """One user's report as the sync writes it: the meta, the chunks and the first page,
+    and the id of the user it is of."""
 
     username: str
+    owner_id: str
     content_hash: str
     meta: dict[str, Any]
     chunks: list[bytes] = field(default_factory=list)
@@ -125,6 +141,7 @@ class ReportDocument:
         stored: dict[str, bytes | str] = {
             META_FIELD: orjson.dumps(self.meta),
             HASH_FIELD: self.content_hash,
+            OWNER_FIELD: self.owner_id,
             FIRST_PAGE_FIELD: self.first_page,
         }
         for index, chunk in enumerate(self.chunks):

@@ -11,6 +11,7 @@ Keys (``<g>`` is the generation readers are pointed at by ``rpt:current``)::
     rpt:g<g>:{u:<username>}     hash, one per user (hash tag: Redis Cluster keeps it whole):
         m                       meta: profile, diseases, machines, summary, chunk index
         h                       content hash of the document (its version)
+        o                       the id of the user the report is of (``sub`` of their tokens)
         c<i>                    chunk i of the check-ups, newest first (``report_codec``)
         p                       the first page, rendered: what a client gets most often
     rpt:g<g>:{u:<username>}:new the next report while it is written; renamed over the live
@@ -33,6 +34,7 @@ WATERMARK_KEY = "rpt:sync:watermark"
 ALL_GENERATIONS_PATTERN = "rpt:g*"
 META_FIELD = "m"
 HASH_FIELD = "h"
+OWNER_FIELD = "o"
 FIRST_PAGE_FIELD = "p"
 
 

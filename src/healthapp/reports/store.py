@@ -33,6 +33,7 @@ from healthapp.domain.report_keys import (
     CURRENT_GENERATION_KEY,
     FIRST_PAGE_FIELD,
     META_FIELD,
+    OWNER_FIELD,
     SYNC_STATS_KEY,
     chunk_field,
     user_key,
@@ -76,6 +77,12 @@ class ReportPage:
     def synced_at(self) -> str:
         return str(self.meta["synced_at"])
 
+    @property
+    def owner(self) -> str | None:
+        """The id of the user the report is of (``None``: stored before owners were)."""
+        owner = self.meta.get("user_id")
+        return str(owner) if owner is not None else None
+
 
 class ReportStore:
     """The read side of the report store."""
@@ -101,8 +108,9 @@ class ReportStore:
         self.redis.ping()
 
     def first_page(self, username: str, *, lean: bool = False) -> StoredPage | None:
-        """``username``'s stored first page; ``None`` when there is none (no report, or one
-        written before first pages were stored: read it with ``get_report``).
+        """``username``'s stored first page with the report's owner, read by one command;
+        ``None`` when there is none (no report, or one written before first pages were
+        stored: read it with ``get_report``).
 
         ``lean`` reads it with one bare command (``run_command``: no retry), for a caller
         that falls back to the full path on any error.
@@ -112,14 +120,14 @@ class ReportStore:
             if generation is None:
                 return None
             key = user_key(generation, username)
-            stored = cast(
-                bytes | None,
-                run_command(self.redis, "HGET", key, FIRST_PAGE_FIELD)
+            stored, owner = cast(
+                list[bytes | None],
+                run_command(self.redis, "HMGET", key, FIRST_PAGE_FIELD, OWNER_FIELD)
                 if lean
-                else self.redis.hget(key, FIRST_PAGE_FIELD),
+                else self.redis.hmget(key, [FIRST_PAGE_FIELD, OWNER_FIELD]),
             )
             if stored is not None:
-                return decode_first_page(stored)
+                return decode_first_page(stored, owner)
         return None
 
     def get_report(self, username: str, *, filters: CheckupFilter, limit: int) -> ReportPage | None:
