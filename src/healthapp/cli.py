@@ -243,6 +243,12 @@ def _sync(mode: str | None, batch_size: int | None) -> None:
             for kind in ("missing", "stale", "orphaned"):
                 for username in getattr(result, kind):
                     click.echo(f"{kind}: {username}")
+            if result.behind is not None:
+                held, committed = result.behind
+                click.echo(
+                    f"behind: Redis holds sync watermark {held}, PostgreSQL committed"
+                    f" {committed}: Redis lost writes; the next pass rebuilds every report"
+                )
             click.echo(
                 f"verified {result.checked} users: {len(result.missing)} missing,"
                 f" {len(result.stale)} stale, {len(result.orphaned)} orphaned"

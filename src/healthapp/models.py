@@ -7,7 +7,7 @@ from healthapp.checkups.models import Checkup
 from healthapp.machines.models import Machine
 from healthapp.mfa.models import RecoveryCode, TotpFactor
 from healthapp.orm import Base
-from healthapp.outbox.models import ReportOutbox
+from healthapp.outbox.models import ReportOutbox, SyncWatermark
 
 metadata = Base.metadata
 
@@ -19,6 +19,7 @@ __all__ = [
     "Profile",
     "RecoveryCode",
     "ReportOutbox",
+    "SyncWatermark",
     "TokenFamily",
     "TotpFactor",
     "User",

@@ -32,6 +32,17 @@ def test_reports_are_read_by_their_user_and_by_staff(role: Role) -> None:
     assert policy.can_read_report(me, "someone-else") is (role is not Role.PATIENT)
 
 
+@pytest.mark.parametrize("role", list(Role))
+def test_a_stored_report_is_read_by_the_user_it_is_of_and_by_staff(role: Role) -> None:
+    me = _as(role)
+    staff = role is not Role.PATIENT
+    assert policy.can_read_stored_report(me, str(SELF))
+    # Another user's report under the same name (the first user deleted), or one stored
+    # before owners were recorded: a patient's token is not enough.
+    assert policy.can_read_stored_report(me, str(OTHER)) is staff
+    assert policy.can_read_stored_report(me, None) is staff
+
+
 def test_another_patients_data_is_missing_not_forbidden() -> None:
     with pytest.raises(NotFound, match=r"^The check-up does not exist\.$"):
         policy.require_read(_as(Role.PATIENT), OTHER, what="check-up")

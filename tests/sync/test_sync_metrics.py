@@ -10,6 +10,7 @@ from healthapp.reports.sync_metrics import render_prometheus
 STORED = {
     "passes_total:incremental": "3",
     "errors_total:full": "1",
+    "automatic_rebuilds_total:redis_behind": "2",
     "documents_written_total": "12",
     "last_run_at": "1764636000.5",
     "last_lag_seconds": "0.25",
@@ -33,6 +34,7 @@ def test_each_figure_is_a_family_of_its_type_with_its_labels():
         "healthapp_sync_documents_removed": "counter",
         "healthapp_sync_entries_processed": "counter",
         "healthapp_sync_checkups_written": "counter",
+        "healthapp_sync_automatic_rebuilds": "counter",
         # Gauges only once a pass has set them.
         "healthapp_sync_last_run_at": "gauge",
         "healthapp_sync_last_lag_seconds": "gauge",
@@ -41,6 +43,10 @@ def test_each_figure_is_a_family_of_its_type_with_its_labels():
     }
     passes = {s.labels["kind"]: s.value for s in families["healthapp_sync_passes"].samples}
     assert passes == {"incremental": 3, "full": 0}
+    rebuilds = {
+        s.labels["reason"]: s.value for s in families["healthapp_sync_automatic_rebuilds"].samples
+    }
+    assert rebuilds == {"redis_behind": 2, "redis_ahead": 0, "no_generation": 0, "old_layout": 0}
     assert families["healthapp_sync_last_run_at"].samples[0].value == 1764636000.5
     batches = {
         (s.name, s.labels.get("le")): s.value

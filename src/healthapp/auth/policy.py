@@ -40,9 +40,20 @@ def can_read(principal: Principal, user_id: uuid.UUID) -> bool:
 
 
 def can_read_report(principal: Principal, username: str) -> bool:
-    """Whether the caller may read the report stored for ``username`` (the read side knows
-    users by name)."""
+    """Whether the caller may ask for the report stored for ``username`` (the read side
+    knows users by name): staff, or a patient for their own name.
+
+    A first check, made before anything is read; the report read must then pass
+    ``can_read_stored_report``, as a name alone authorises nothing (SPEC §14).
+    """
     return principal.role.sees_everyone or principal.username == username
+
+
+def can_read_stored_report(principal: Principal, owner_id: str | None) -> bool:
+    """Whether the caller may read a report the sync stored as that of user ``owner_id``
+    (``None``: stored before owners were): staff, or the patient whose token's ``sub`` is
+    that id. A token of a deleted user never reads a later user who took the same name."""
+    return principal.role.sees_everyone or (owner_id is not None and owner_id == str(principal.id))
 
 
 def require_read(principal: Principal, user_id: uuid.UUID, *, what: str = "user") -> None:

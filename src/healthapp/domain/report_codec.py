@@ -11,10 +11,14 @@ decodes to another shape than the sync writes, raises :class:`CorruptValue`.
 
 The first page (what the mobile app asks for each time it opens) is also stored as the
 response body it is: the content hash, the ``synced_at`` text, a NUL byte, then the JSON
-body as a gzip member. Serving it costs one field read and no encoding; a client that
+body as a gzip member. Serving it costs one command and no encoding; a client that
 accepts gzip (every mobile HTTP stack does) gets those bytes as they are, and any other
 client the body inflated. Pages stored before gzip hold a zlib stream instead, which is
 always inflated.
+
+Beside them the hash holds the id of the user the report is of (its owner), read with the
+first page by the same command: a patient reads a report only if their token's ``sub`` is
+that id, so a token of a deleted user never reads a later user who took the same name.
 
 Pure: no database, no Redis client.
 """
@@ -30,9 +34,16 @@ from typing import Any
 
 import orjson
 
-from healthapp.domain.report_keys import FIRST_PAGE_FIELD, HASH_FIELD, META_FIELD, chunk_field
+from healthapp.domain.report_keys import (
+    FIRST_PAGE_FIELD,
+    HASH_FIELD,
+    META_FIELD,
+    OWNER_FIELD,
+    chunk_field,
+)
 
-LAYOUT_VERSION = 1
+#: Layout 2 records the owner's id; the sync rebuilds reports of an older layout.
+LAYOUT_VERSION = 2
 CHUNK_SIZE = 64
 COMPRESSION_LEVEL = 1
 
@@ -152,12 +163,13 @@ def encode_first_page(content_hash: str, synced_at: str, body: dict[str, Any]) -
 
 @dataclass(frozen=True, slots=True)
 class StoredPage:
-    """A rendered first page as a reader gets it: its version, ``synced_at`` and the
-    compressed body."""
+    """A rendered first page as a reader gets it: its version, ``synced_at``, the
+    compressed body and the owner's user id (``None`` in a report stored before owners)."""
 
     version: str
     synced_at: str
     compressed: bytes
+    owner: str | None = None
 
     @property
     def gzip(self) -> bytes | None:
@@ -173,8 +185,9 @@ class StoredPage:
             raise CorruptValue("the first page does not inflate") from error
 
 
-def decode_first_page(stored: bytes) -> StoredPage:
-    """The version, ``synced_at`` and compressed body of a stored first page.
+def decode_first_page(stored: bytes, owner: bytes | None = None) -> StoredPage:
+    """The version, ``synced_at`` and compressed body of a stored first page, with the
+    report's stored ``owner`` field.
 
     Raises :class:`CorruptValue` unless the header reads and the body starts as a gzip
     member or a zlib stream does. The body itself is inflated only for a client that does
@@ -193,7 +206,11 @@ def decode_first_page(stored: bytes) -> StoredPage:
     compressed = stored[separator + 1 :]
     if not (compressed.startswith(_GZIP_MAGIC) or _is_zlib_header(compressed[:2])):
         raise CorruptValue("the first page's body is neither gzip nor zlib")
-    return StoredPage(version=version, synced_at=synced_at, compressed=compressed)
+    try:
+        owner_id = owner.decode("ascii") if owner is not None else None
+    except UnicodeDecodeError as error:
+        raise CorruptValue("the report's owner is not text") from error
+    return StoredPage(version=version, synced_at=synced_at, compressed=compressed, owner=owner_id)
 
 
 def _is_zlib_header(header: bytes) -> bool:
@@ -203,9 +220,11 @@ def _is_zlib_header(header: bytes) -> bool:
 
 @dataclass
 class ReportDocument:
-    """One user's report as the sync writes it: the meta, the chunks and the first page."""
+    """One user's report as the sync writes it: the meta, the chunks and the first page,
+    and the id of the user it is of."""
 
     username: str
+    owner_id: str
     content_hash: str
     meta: dict[str, Any]
     chunks: list[bytes] = field(default_factory=list)
@@ -216,6 +235,7 @@ class ReportDocument:
         stored: dict[str, bytes | str] = {
             META_FIELD: orjson.dumps(self.meta),
             HASH_FIELD: self.content_hash,
+            OWNER_FIELD: self.owner_id,
             FIRST_PAGE_FIELD: self.first_page,
         }
         for index, chunk in enumerate(self.chunks):

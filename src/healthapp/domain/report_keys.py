@@ -11,11 +11,15 @@ Keys (``<g>`` is the generation readers are pointed at by ``rpt:current``)::
     rpt:g<g>:{u:<username>}     hash, one per user (hash tag: Redis Cluster keeps it whole):
         m                       meta: profile, diseases, machines, summary, chunk index
         h                       content hash of the document (its version)
+        o                       the id of the user the report is of (``sub`` of their tokens)
         c<i>                    chunk i of the check-ups, newest first (``report_codec``)
         p                       the first page, rendered: what a client gets most often
     rpt:g<g>:{u:<username>}:new the next report while it is written; renamed over the live
                                 key when whole (same hash tag: same Redis Cluster slot)
     rpt:sync:stats              hash of the sync passes' figures (``sync_stats``)
+    rpt:sync:watermark          hash: ``seq``, the last sync batch Redis took (PostgreSQL keeps
+                                the last one it committed), and ``layout``, the report layout
+                                of the generation readers use (``sync.watermark``)
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ from collections.abc import Iterable
 CURRENT_GENERATION_KEY = "rpt:current"
 GENERATION_SEQUENCE_KEY = "rpt:seq"
 SYNC_STATS_KEY = "rpt:sync:stats"
+WATERMARK_KEY = "rpt:sync:watermark"
 #: Matches the keys of every generation.
 ALL_GENERATIONS_PATTERN = "rpt:g*"
 META_FIELD = "m"
 HASH_FIELD = "h"
+OWNER_FIELD = "o"
 FIRST_PAGE_FIELD = "p"
 
 

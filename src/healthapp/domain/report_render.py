@@ -43,17 +43,19 @@ _PRIMARY = {name: entry.primary for name, entry in REGISTRY.items()}
 def assemble_document(
     *,
     username: str,
+    user_id: str,
     profile: dict[str, Any] | None,
     diseases: list[dict[str, Any]],
     records: list[list[Any]],
     machines: dict[str, dict[str, Any]],
     synced_at: datetime,
 ) -> ReportDocument:
-    """Encode a user's report; ``records`` are compact, newest first, machine as its id
-    (replaced here by its index in the user's machines).
+    """Encode the report of user ``user_id``; ``records`` are compact, newest first, machine
+    as its id (replaced here by its index in the user's machines).
 
     The content hash covers everything but ``synced_at``: an unchanged report keeps its
-    version (and its ETag) across rebuilds.
+    version (and its ETag) across rebuilds, and a report that passes to another user of the
+    same name (the first deleted) is a new version.
     """
     machine_index: dict[str, int] = {}
     machine_rows: list[list[Any]] = []
@@ -75,6 +77,7 @@ def assemble_document(
     core: dict[str, Any] = {
         "v": LAYOUT_VERSION,
         "username": username,
+        "user_id": user_id,
         "profile": profile,
         "diseases": diseases,
         "machines": machine_rows,
@@ -106,6 +109,7 @@ def assemble_document(
     first_page = encode_first_page(content_hash, meta["synced_at"], first_page_body(meta, records))
     return ReportDocument(
         username=username,
+        owner_id=user_id,
         content_hash=content_hash,
         meta=meta,
         chunks=chunks,

@@ -13,6 +13,8 @@ Fields of the hash::
     documents_removed_total           reports of deleted users removed
     entries_processed_total           outbox entries processed
     checkups_written_total            check-ups in the reports written
+    automatic_rebuilds_total:<reason> full rebuilds the sync started by itself (reason:
+                                      redis_behind, redis_ahead, no_generation, old_layout)
     last_run_at                       Unix time the last successful pass finished
     last_duration_seconds             its duration
     last_documents_written            reports it wrote
@@ -32,6 +34,14 @@ import math
 from collections.abc import Iterable
 
 KINDS = ("incremental", "full")
+# Why the sync rebuilt every report by itself (``healthapp.sync.watermark``): Redis lost
+# writes PostgreSQL had committed, Redis is ahead of a restored PostgreSQL, Redis holds no
+# reports (a first start), the reports are of an older layout.
+REDIS_BEHIND = "redis_behind"
+REDIS_AHEAD = "redis_ahead"
+NO_GENERATION = "no_generation"
+OLD_LAYOUT = "old_layout"
+REBUILD_REASONS = (REDIS_BEHIND, REDIS_AHEAD, NO_GENERATION, OLD_LAYOUT)
 
 #: Seconds; a full rebuild of a million check-ups takes about 15 s.
 PASS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)

@@ -136,6 +136,8 @@ class FirstPageServer:
             return None  # the Flask view meets the same error and answers the problem
         if stored is None or is_revoked(claims, revocation):
             return None  # the Flask app answers: the report as the view reads it, or the 401
+        if not policy.can_read_stored_report(principal, stored.owner):
+            return None  # the Flask view answers another user's report as missing
         supplied = environ.get("HTTP_X_REQUEST_ID", "")
         request_id = supplied if REQUEST_ID.match(supplied) else uuid.uuid4().hex
         gzipped = stored.gzip if accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING")) else None

@@ -38,6 +38,7 @@ from healthapp.domain.report_keys import (
     CURRENT_GENERATION_KEY,
     FIRST_PAGE_FIELD,
     META_FIELD,
+    OWNER_FIELD,
     SYNC_STATS_KEY,
     chunk_field,
     user_key,
@@ -118,6 +119,12 @@ class ReportPage:
     def synced_at(self) -> str:
         return str(self.meta["synced_at"])
 
+    @property
+    def owner(self) -> str | None:
+        """The id of the user the report is of (``None``: stored before owners were)."""
+        owner = self.meta.get("user_id")
+        return str(owner) if owner is not None else None
+
 
 class ReportStore:
     """The read side of the report store."""
@@ -147,24 +154,27 @@ class ReportStore:
         self.redis.ping()
 
     def first_page(self, username: str) -> StoredPage | None:
-        """``username``'s stored first page; ``None`` when there is none (no report, or one
-        written before first pages were stored: read it with ``get_report``)."""
+        """``username``'s stored first page with the report's owner, read by one command;
+        ``None`` when there is none (no report, or one written before first pages were
+        stored: read it with ``get_report``)."""
         for attempt in range(2):
             generation = self.generation(refresh=attempt > 0)
             if generation is None:
                 return None
             key = user_key(generation, username)
             with _readable(username):
-                stored = cast(bytes | None, self.redis.hget(key, FIRST_PAGE_FIELD))
+                stored, owner = cast(
+                    list[bytes | None], self.redis.hmget(key, [FIRST_PAGE_FIELD, OWNER_FIELD])
+                )
                 if stored is not None:
-                    return decode_first_page(stored)
+                    return decode_first_page(stored, owner)
         return None
 
     def first_page_checking(
         self, username: str, command: tuple[str, ...]
     ) -> tuple[StoredPage | None, Any]:
-        """``username``'s stored first page and the reply to ``command``, sent in the same
-        round trip (the token's revocation check), each with one bare command
+        """``username``'s stored first page with its owner and the reply to ``command``, sent
+        in the same round trip (the token's revocation check), each with one bare command
         (``run_commands``: no retry), for a caller that falls back to the full path on any
         error."""
         reply = None
@@ -174,9 +184,11 @@ class ReportStore:
                 return None, reply
             key = user_key(generation, username)
             with _readable(username):
-                stored, reply = run_commands(self.redis, ("HGET", key, FIRST_PAGE_FIELD), command)
+                (stored, owner), reply = run_commands(
+                    self.redis, ("HMGET", key, FIRST_PAGE_FIELD, OWNER_FIELD), command
+                )
                 if stored is not None:
-                    return decode_first_page(stored), reply
+                    return decode_first_page(stored, owner), reply
         return None, reply
 
     def get_report(self, username: str, *, filters: CheckupFilter, limit: int) -> ReportPage | None:

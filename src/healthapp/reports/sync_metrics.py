@@ -18,19 +18,33 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from healthapp.domain.sync_stats import HISTOGRAMS, KINDS, bucket_bound, histogram_field
+from healthapp.domain.sync_stats import (
+    HISTOGRAMS,
+    KINDS,
+    REBUILD_REASONS,
+    bucket_bound,
+    histogram_field,
+)
 
 PREFIX = "healthapp_sync_"
 
-#: ``(field, help, by kind)``: each a counter named ``PREFIX + field``.
+#: ``(field, help, label)``: each a counter named ``PREFIX + field``, by ``kind`` (of pass)
+#: or ``reason`` (of rebuild) or by nothing.
 _COUNTERS = (
-    ("passes_total", "Sync passes that finished, by kind.", True),
-    ("errors_total", "Sync passes that failed, by kind.", True),
-    ("documents_written_total", "Reports written by the sync.", False),
-    ("documents_removed_total", "Reports of deleted users removed by the sync.", False),
-    ("entries_processed_total", "Outbox entries processed by incremental passes.", False),
-    ("checkups_written_total", "Check-ups in the reports the sync wrote.", False),
+    ("passes_total", "Sync passes that finished, by kind.", "kind"),
+    ("errors_total", "Sync passes that failed, by kind.", "kind"),
+    ("documents_written_total", "Reports written by the sync.", None),
+    ("documents_removed_total", "Reports of deleted users removed by the sync.", None),
+    ("entries_processed_total", "Outbox entries processed by incremental passes.", None),
+    ("checkups_written_total", "Check-ups in the reports the sync wrote.", None),
+    (
+        "automatic_rebuilds_total",
+        "Full rebuilds the sync started by itself, by reason (redis_behind: Redis lost"
+        " writes whose outbox rows were cleared).",
+        "reason",
+    ),
 )
+_LABEL_VALUES = {"kind": KINDS, "reason": REBUILD_REASONS}
 #: ``(field, help)``: each a gauge, shown once a pass has set it.
 _GAUGES = (
     ("last_run_at", "Unix time the last successful pass finished."),
@@ -68,11 +82,11 @@ class SyncStatsCollector(Collector):
         stats = self._read()
         if not stats:
             return
-        for name, help_text, by_kind in _COUNTERS:
-            if by_kind:
-                counter = CounterMetricFamily(PREFIX + name, help_text, labels=["kind"])
-                for kind in KINDS:
-                    counter.add_metric([kind], _number(stats.get(f"{name}:{kind}")))
+        for name, help_text, label in _COUNTERS:
+            if label is not None:
+                counter = CounterMetricFamily(PREFIX + name, help_text, labels=[label])
+                for value in _LABEL_VALUES[label]:
+                    counter.add_metric([value], _number(stats.get(f"{name}:{value}")))
             else:
                 counter = CounterMetricFamily(
                     PREFIX + name, help_text, value=_number(stats.get(name))

@@ -89,11 +89,12 @@ def _report_position(cursor: str | None) -> tuple[int, str] | None:
 @query_args(ReportQuery)
 def get_report(username: str, query: ReportQuery) -> Response:
     """One user's report (that patient, operator, admin); check-ups newest first."""
-    if not policy.can_read_report(current_principal(), username):
+    principal = current_principal()
+    if not policy.can_read_report(principal, username):
         raise not_found("report")
-    response = _first_page(username) if query.is_first_page() else None
+    response = _first_page(username, principal) if query.is_first_page() else None
     if response is None:
-        response = _filtered_page(username, query)
+        response = _filtered_page(username, query, principal)
     response.vary.add("Accept-Encoding")  # the first page may be sent gzipped
     if _discloses(response):
         actor = current_actor()
@@ -107,11 +108,13 @@ def get_report(username: str, query: ReportQuery) -> Response:
     return response
 
 
-def _first_page(username: str) -> Response | None:
+def _first_page(username: str, principal: policy.Principal) -> Response | None:
     """The first page as the sync stored it (``None``: none stored, build it instead)."""
     stored = report_store().first_page(username)
     if stored is None:
         return None
+    if not policy.can_read_stored_report(principal, stored.owner):
+        raise not_found("report")
     gzipped = stored.gzip if accepts_gzip(request.headers.get("Accept-Encoding")) else None
     return _conditional(
         gzipped or first_page_body(stored, username),
@@ -121,7 +124,7 @@ def _first_page(username: str) -> Response | None:
     )
 
 
-def _filtered_page(username: str, query: ReportQuery) -> Response:
+def _filtered_page(username: str, query: ReportQuery, principal: policy.Principal) -> Response:
     """A page assembled from the stored chunks its filters and cursor reach."""
     filters = CheckupFilter(
         checkup_type=query.checkup_type,
@@ -130,7 +133,7 @@ def _filtered_page(username: str, query: ReportQuery) -> Response:
         after=_report_position(query.cursor),
     )
     page = report_store().get_report(username, filters=filters, limit=query.limit)
-    if page is None:
+    if page is None or not policy.can_read_stored_report(principal, page.owner):
         raise not_found("report")
     next_cursor = encode_cursor(list(page.next_key)) if page.next_key else None
     return _conditional(

@@ -13,6 +13,10 @@ Every pass is safe to run in several processes at once and to kill at any point:
   Changes made during a rebuild wait in the outbox for the next pass.
 * A rebuild switches readers to its generation only if Redis still holds every report it
   wrote (``writer.switch_generation``).
+* Every batch and every rebuild advances the sync watermark in both stores
+  (``watermark``). A pass that finds Redis behind PostgreSQL (it restarted without its
+  last writes, or empty), ahead of it (the database was restored) or holding reports of an
+  older layout rebuilds every report first; so does one whose batch finds Redis behind.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import structlog
 from sqlalchemy import BigInteger, Connection, Engine, bindparam, func, select
 
 from healthapp.domain.report_codec import ReportDocument
+from healthapp.domain.sync_stats import NO_GENERATION, OLD_LAYOUT
 from healthapp.sync.claims import (
     OutboxEntry,
     claim_outbox_batch,
@@ -34,6 +39,13 @@ from healthapp.sync.claims import (
 )
 from healthapp.sync.sources import assemble_reports, build_reports, count_users, every_report_source
 from healthapp.sync.stats import SyncStats, recorded
+from healthapp.sync.watermark import (
+    StoreBehindError,
+    Watermarks,
+    advance_watermark,
+    read_watermarks,
+    record_rebuilt,
+)
 from healthapp.sync.writer import (
     current_generation,
     drop_generations,
@@ -86,45 +98,85 @@ def run_incremental_sync(
 ) -> SyncStats:
     """One incremental pass over the outbox as it stood when the pass began.
 
-    With no generation in Redis yet (first start, or Redis lost its data) the pass first
-    rebuilds every report.
+    When Redis does not hold what PostgreSQL says it should (no generation yet, a watermark
+    behind or ahead of PostgreSQL's, an older layout) the pass first rebuilds every report;
+    a batch that finds Redis behind stops the pass, which then rebuilds every report.
     """
     with recorded(SyncStats(), redis_client=redis_client) as stats:
-        if current_generation(redis_client=redis_client) is None:
-            full_rebuild(engine=engine, redis_client=redis_client, only_if_missing=True)
-        with engine.connect() as conn, sync_lock(conn, exclusive=False) as got:
-            if not got:
-                stats.skipped = True
-                log.info("sync pass skipped: a full rebuild is running")
-                return stats
-            generation = current_generation(redis_client=redis_client)
-            assert generation is not None
-            stats.generation = generation
-            pending, max_id, stats.lag_seconds = outbox_backlog(conn=conn)
-            conn.commit()
-            if on_total is not None:
-                on_total(pending)
-            left_ids: list[int] = []
-            while max_id is not None:
-                batch_started = time.perf_counter()
-                with conn.begin():
-                    claimed, left = claim_outbox_batch(
-                        conn=conn, limit=batch_size, max_id=max_id, exclude_ids=left_ids
-                    )
-                    left_ids.extend(entry.id for entry in left)
-                    if not claimed:
-                        break
-                    reports = build_reports(
-                        conn=conn, usernames=(entry.username for entry in claimed)
-                    )
-                    write_reports(redis_client=redis_client, generation=generation, reports=reports)
-                    delete_outbox_entries(conn=conn, ids=[entry.id for entry in claimed])
-                seconds = time.perf_counter() - batch_started
-                stats.count_batch(reports, entries=len(claimed), seconds=seconds)
-                _log_batch(claimed, reports, seconds=seconds)
-                if progress is not None:
-                    progress(len(claimed) + len(left))
+        with engine.connect() as conn:
+            # Outside the sync lock a batch of another pass may be half-way; the rebuild
+            # looks again under its lock and does nothing if all is well.
+            needed = read_watermarks(conn=conn, redis_client=redis_client).rebuild_reason
+        if needed is not None:
+            full_rebuild(
+                engine=engine, redis_client=redis_client, batch_size=batch_size, only_if_needed=True
+            )
+        try:
+            _sync_outbox(
+                engine=engine,
+                redis_client=redis_client,
+                stats=stats,
+                batch_size=batch_size,
+                progress=progress,
+                on_total=on_total,
+            )
+        except StoreBehindError as error:
+            log.warning("sync pass stopped: Redis lost writes while it ran", detail=str(error))
+            full_rebuild(
+                engine=engine, redis_client=redis_client, batch_size=batch_size, only_if_needed=True
+            )
     return stats
+
+
+def _sync_outbox(
+    *,
+    engine: Engine,
+    redis_client: redis.Redis,
+    stats: SyncStats,
+    batch_size: int,
+    progress: Progress | None,
+    on_total: Callable[[int], None] | None,
+) -> None:
+    """The batches of an incremental pass, under the shared sync lock.
+
+    Raises ``StoreBehindError`` (that batch rolled back) if Redis lost writes meanwhile.
+    """
+    with engine.connect() as conn, sync_lock(conn, exclusive=False) as got:
+        if not got:
+            stats.skipped = True
+            log.info("sync pass skipped: a full rebuild is running")
+            return
+        generation = current_generation(redis_client=redis_client)
+        if generation is None:
+            raise StoreBehindError("Redis lost every report since the pass began")
+        stats.generation = generation
+        pending, max_id, stats.lag_seconds = outbox_backlog(conn=conn)
+        conn.commit()
+        if on_total is not None:
+            on_total(pending)
+        left_ids: list[int] = []
+        while max_id is not None:
+            batch_started = time.perf_counter()
+            with conn.begin():
+                claimed, left = claim_outbox_batch(
+                    conn=conn, limit=batch_size, max_id=max_id, exclude_ids=left_ids
+                )
+                left_ids.extend(entry.id for entry in left)
+                if not claimed:
+                    break
+                reports = build_reports(conn=conn, usernames=(entry.username for entry in claimed))
+                write_reports(
+                    redis_client=redis_client,
+                    generation=generation,
+                    reports=reports,
+                    watermark=advance_watermark(conn=conn),
+                )
+                delete_outbox_entries(conn=conn, ids=[entry.id for entry in claimed])
+            seconds = time.perf_counter() - batch_started
+            stats.count_batch(reports, entries=len(claimed), seconds=seconds)
+            _log_batch(claimed, reports, seconds=seconds)
+            if progress is not None:
+                progress(len(claimed) + len(left))
 
 
 def _log_batch(
@@ -147,14 +199,24 @@ def full_rebuild(
     batch_size: int = 500,
     progress: Progress | None = None,
     on_total: Callable[[int], None] | None = None,
-    only_if_missing: bool = False,
+    only_if_needed: bool = False,
 ) -> SyncStats:
-    """Build every report into a new generation, switch readers to it, drop the old ones."""
+    """Build every report into a new generation, switch readers to it, drop the old ones,
+    and advance the watermark in both stores.
+
+    ``only_if_needed``: only if Redis does not hold what PostgreSQL says it should
+    (``Watermarks.rebuild_reason``, looked at under the exclusive lock), logged and counted.
+    """
     with recorded(SyncStats(kind="full"), redis_client=redis_client) as stats:
         with engine.connect() as conn, sync_lock(conn, exclusive=True):
-            if only_if_missing and current_generation(redis_client=redis_client) is not None:
-                stats.skipped = True
-                return stats
+            if only_if_needed:
+                watermarks = read_watermarks(conn=conn, redis_client=redis_client)
+                conn.commit()
+                stats.reason = watermarks.rebuild_reason
+                if stats.reason is None:
+                    stats.skipped = True
+                    return stats
+                _log_reason(watermarks)
             generation = next_generation(redis_client=redis_client)
             stats.generation = generation
             drop_generations(redis_client=redis_client, keep=None, only=generation)
@@ -175,5 +237,29 @@ def full_rebuild(
                 redis_client=redis_client, generation=generation, reports=stats.documents_written
             )
             drop_generations(redis_client=redis_client, keep=generation)
+            with conn.begin():
+                # Every batch committed before the lock was taken is in what was read.
+                record_rebuilt(redis_client=redis_client, seq=advance_watermark(conn=conn))
         stats.usernames = []
     return stats
+
+
+def _log_reason(watermarks: Watermarks) -> None:
+    """Say why every report is rebuilt: a warning when Redis lost writes or PostgreSQL was
+    restored under it, a note on a first start or a change of layout."""
+    reason = watermarks.rebuild_reason
+    figures = {
+        "reason": reason,
+        "redis_watermark": watermarks.held,
+        "postgresql_watermark": watermarks.committed,
+        "layout": watermarks.layout,
+    }
+    if reason == NO_GENERATION and watermarks.committed == 0:
+        log.info("no reports in Redis yet: building every report", **figures)
+    elif reason == OLD_LAYOUT:
+        log.info("the reports in Redis are of an older layout: rebuilding every report", **figures)
+    else:
+        log.warning(
+            "Redis does not hold what PostgreSQL says the sync wrote: rebuilding every report",
+            **figures,
+        )

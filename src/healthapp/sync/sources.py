@@ -229,6 +229,7 @@ def assemble_reports(
         history = sources.histories.get(row.id)
         reports[row.username] = assemble_document(
             username=row.username,
+            user_id=str(row.id),
             profile=profile,
             diseases=sources.diseases.get(row.id, []),
             records=orjson.loads(history) if history else [],

@@ -35,6 +35,8 @@ class SyncStats:
     checkups_written: int = 0
     skipped: bool = False
     generation: int | None = None
+    #: Why a rebuild was started by the sync itself (``watermark``); ``None`` when asked for.
+    reason: str | None = None
     usernames: list[str] = field(default_factory=list)
     batch_seconds: list[float] = field(default_factory=list)
 
@@ -83,6 +85,8 @@ def _record(redis_client: redis.Redis, stats: SyncStats, *, error: Exception | N
         "duration_ms": round(stats.duration_seconds * 1000, 1),
         "generation": stats.generation,
     }
+    if stats.reason is not None:
+        figures["reason"] = stats.reason
     if error is not None:
         log.error("sync pass failed", error=type(error).__name__, **figures)
     else:
@@ -97,6 +101,8 @@ def _store_figures(redis_client: redis.Redis, stats: SyncStats, *, failed: bool)
     now = time.time()
     kind = stats.kind
     increments: dict[str, float] = {}
+    if stats.reason is not None:  # counted when it starts, whether it then fails or not
+        increments[f"automatic_rebuilds_total:{stats.reason}"] = 1
     if failed:
         increments[f"errors_total:{kind}"] = 1
         pipe.hset(SYNC_STATS_KEY, "last_error_at", now)

@@ -18,6 +18,7 @@ from healthapp.domain.report_keys import (
 )
 from healthapp.sync.passes import Progress
 from healthapp.sync.sources import assemble_reports, count_users, every_report_source
+from healthapp.sync.watermark import read_watermarks
 from healthapp.sync.writer import current_generation
 
 
@@ -29,10 +30,13 @@ class VerifyResult:
     missing: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
     orphaned: list[str] = field(default_factory=list)
+    #: ``(Redis's, PostgreSQL's)`` sync watermark when Redis holds the older: it lost writes
+    #: whose outbox rows were cleared, and the next pass rebuilds every report.
+    behind: tuple[int, int] | None = None
 
     @property
     def clean(self) -> bool:
-        return not (self.missing or self.stale or self.orphaned)
+        return not (self.missing or self.stale or self.orphaned or self.behind)
 
 
 def verify(
@@ -43,13 +47,17 @@ def verify(
     progress: Progress | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> VerifyResult:
-    """Compare every report in Redis with one freshly built from PostgreSQL."""
+    """Compare every report in Redis with one freshly built from PostgreSQL, and the sync
+    watermarks of the two stores."""
     result = VerifyResult()
     generation = current_generation(redis_client=redis_client)
     known: set[str] = set()
     with engine.connect() as conn:
+        watermarks = read_watermarks(conn=conn, redis_client=redis_client)
         total = count_users(conn=conn)
         conn.commit()
+    if watermarks.held < watermarks.committed:
+        result.behind = (watermarks.held, watermarks.committed)
     if on_total is not None:
         on_total(total)
     for sources in every_report_source(engine=engine, batch_size=batch_size):

@@ -20,6 +20,7 @@ from healthapp.domain.report_keys import (
     user_key,
     users_index_key,
 )
+from healthapp.sync.watermark import StoreBehindError, queue_advance
 
 #: Keys per UNLINK when a generation is dropped.
 _UNLINK_BATCH = 1000
@@ -27,6 +28,10 @@ _UNLINK_BATCH = 1000
 _LOST = (
     "Redis lost reports of generation {generation} while it was being built (did it restart?);"
     " readers were not switched to it. The next pass rebuilds every report."
+)
+_BEHIND = (
+    "Redis holds an older sync watermark than the {seq} PostgreSQL committed: it lost writes"
+    " (did it restart?). Every report is rebuilt."
 )
 
 
@@ -45,6 +50,7 @@ def write_reports(
     redis_client: redis.Redis,
     generation: int,
     reports: dict[str, ReportDocument | None],
+    watermark: int | None = None,
 ) -> None:
     """Replace these users' reports in ``generation`` (``None``: remove it) in one pipeline.
 
@@ -52,6 +58,10 @@ def write_reports(
     reader sees the old report or the new one, never a mix. No command spans two users:
     the staging key shares the user's hash tag, so on Redis Cluster both live in one slot,
     and the users index is updated by commands of its own.
+
+    With ``watermark`` (the batch's number, ``sync.watermark``) the pipeline ends by
+    advancing Redis's watermark to it, and raises ``StoreBehindError`` if Redis turned out
+    to hold an older one than PostgreSQL: it lost writes, and every report is rebuilt.
     """
     index = users_index_key(generation)
     pipe = redis_client.pipeline(transaction=False)
@@ -71,7 +81,11 @@ def write_reports(
         pipe.zadd(index, present)
     if removed:
         pipe.zrem(index, *removed)
-    pipe.execute()
+    if watermark is not None:
+        queue_advance(pipe, seq=watermark)
+    replies = pipe.execute()
+    if watermark is not None and not replies[-1]:
+        raise StoreBehindError(_BEHIND.format(seq=watermark - 1))
 
 
 def next_generation(*, redis_client: redis.Redis) -> int:
