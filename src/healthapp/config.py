@@ -109,6 +109,7 @@ class Base(BaseSettings):
     LOGIN_RATE_LIMIT_PER_USER: str = "5/minute"
     LOGIN_RATE_LIMIT_PER_ADDRESS: str = "60/minute"
     UPLOAD_RATE_LIMIT_PER_ADDRESS: str = "120/minute"
+    CURRENT_PASSWORD_RATE_LIMIT_PER_USER: str = "10/hour"  # noqa: S105 (a rate limit)
     RATELIMIT_ENABLED: bool = True
     CORS_ORIGINS: Annotated[list[str], NoDecode] = Field(default_factory=list)
     SYNC_INTERVAL_SECONDS: int = 30
@@ -156,7 +157,10 @@ class Base(BaseSettings):
         return value
 
     @field_validator(
-        "LOGIN_RATE_LIMIT_PER_USER", "LOGIN_RATE_LIMIT_PER_ADDRESS", "UPLOAD_RATE_LIMIT_PER_ADDRESS"
+        "LOGIN_RATE_LIMIT_PER_USER",
+        "LOGIN_RATE_LIMIT_PER_ADDRESS",
+        "UPLOAD_RATE_LIMIT_PER_ADDRESS",
+        "CURRENT_PASSWORD_RATE_LIMIT_PER_USER",
     )
     @classmethod
     def _rate_limit(cls, value: str) -> str:

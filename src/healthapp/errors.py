@@ -50,6 +50,10 @@ class NotAllowed(DomainError):
     """The caller's role or relation to the data does not permit this."""
 
 
+class WrongPassword(NotAllowed):
+    """A password given to confirm a change is not the account's (a guess to be counted)."""
+
+
 #: Seconds a client is asked to wait before it retries a request a store could not serve.
 RETRY_AFTER_SECONDS = 5
 

@@ -269,5 +269,8 @@ def test_core_api_links_lead_from_creates_to_what_they_made(api: ApiClient, engi
             case.validate_response(response, checks=CHECKS)
 
     Workflows.run(settings=settings(fuzz_settings, max_examples=20, stateful_step_count=5))
-    followed = {label for label, status in responses if status < 400}
-    assert "GET /api/v1/users/{user_id}" in followed, sorted(set(responses))
+    # Made-up ids name nothing: an operation on an id that succeeded got it from a link.
+    # Which links a derandomised run follows moves with every change to what the API
+    # answers, so this asks for several, not for one in particular.
+    followed = {label for label, status in responses if status < 400 and "{" in label}
+    assert len(followed) >= 2, sorted(set(responses))

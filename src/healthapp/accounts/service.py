@@ -29,7 +29,7 @@ from healthapp.accounts.schemas import (
 )
 from healthapp.audit import service as audit
 from healthapp.auth.passwords import hash_password, verify_against_dummy, verify_password
-from healthapp.errors import NotFound
+from healthapp.errors import InvalidInput, NotFound, WrongPassword
 from healthapp.outbox.service import record_changed_users
 from healthapp.pagination import PageQuery
 from healthapp.pagination_sql import paginate_by_time
@@ -90,22 +90,50 @@ def create(*, session: Session, user_in: UserCreate) -> User:
     return user
 
 
-def update(*, session: Session, user: User, user_in: UserUpdate) -> User:
-    """Change a user's email, password or role (the caller checked who may change what)."""
-    fields = user_in.model_fields_set
+def update(*, session: Session, user: User, user_in: UserUpdate, by_self: bool) -> User:
+    """Change a user's email, password or role (the caller checked who may change what).
+
+    A user changing their own password (``by_self``) must give the current one: left out
+    it is invalid input, wrong it is refused as ``WrongPassword``; either way nothing
+    changes. An admin setting another user's password gives none.
+    """
+    fields = {
+        name
+        for name in user_in.model_fields_set - {"current_password"}
+        if getattr(user_in, name) is not None
+    }
+    if by_self and "password" in fields:
+        _check_current_password(user, user_in.current_password)
+    # What tokens issued before this change may no longer carry (known before it is made).
+    password_changed = "password" in fields
+    role_changed = user_in.role is not None and user_in.role.value != user.role
     with unit_of_work(session):
-        if "email" in fields and user_in.email is not None:
+        if user_in.email is not None:
             user.email = str(user_in.email)
-        if "password" in fields and user_in.password is not None:
+        if password_changed and user_in.password is not None:
             user.password_hash = hash_password(user_in.password)
-        if "role" in fields and user_in.role is not None:
+        if role_changed and user_in.role is not None:
             user.role = user_in.role.value
-        changed = sorted(name for name in fields if getattr(user_in, name) is not None)
         session.flush()  # a taken email is refused here, before the event is recorded
-        if changed:
+        if fields:
             # Field names only: never the new email, password or its hash.
-            _audit(session, "user.update", user, fields=changed)
+            _audit(session, "user.update", user, fields=sorted(fields))
+    # Committed: from here on, when ``password_changed`` or ``role_changed``, the user's
+    # tokens issued before this change carry a password or a role that is no longer theirs.
     return user
+
+
+def _check_current_password(user: User, current_password: str | None) -> None:
+    if current_password is None:
+        raise InvalidInput(
+            "Changing your own password needs your current password.",
+            errors=[{"loc": ["current_password"], "msg": "Field required", "type": "missing"}],
+        )
+    if not verify_password(user.password_hash, current_password):
+        raise WrongPassword(
+            "The current password is wrong.",
+            errors=[{"loc": ["current_password"], "msg": "The current password is wrong."}],
+        )
 
 
 def delete(*, session: Session, user: User) -> None:
@@ -114,6 +142,8 @@ def delete(*, session: Session, user: User) -> None:
         _record_changed(session, user)
         _audit(session, "user.delete", user)
         session.execute(sql_delete(User).where(User.id == user.id))
+    # Committed: from here on the user is deleted and every token issued to them names an
+    # account that no longer exists.
 
 
 # Profile -------------------------------------------------------------------------------

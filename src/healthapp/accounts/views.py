@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from apiflask import APIBlueprint
+from flask import Response, current_app, g, request
 from flask_jwt_extended import verify_jwt_in_request
 
 from healthapp.accounts import service
@@ -28,6 +30,8 @@ from healthapp.auth.access import current_principal, principal_from_token, publi
 from healthapp.auth.policy import Principal
 from healthapp.database import db
 from healthapp.domain.roles import Role
+from healthapp.errors import WrongPassword
+from healthapp.extensions import limiter
 from healthapp.pagination import PageQuery
 from healthapp.problems import not_found
 from healthapp.request_parsing import json_body, query_args
@@ -50,6 +54,29 @@ def _optional_principal() -> Principal | None:
     if verify_jwt_in_request(optional=True) is None:
         return None
     return principal_from_token()
+
+
+# Wrong current passwords, counted per account: a stolen access token must not be a way to
+# guess the password it was issued for (and so outlive its revocation).
+
+
+def _current_password_limit() -> str:
+    return str(current_app.config["CURRENT_PASSWORD_RATE_LIMIT_PER_USER"])
+
+
+def _current_password_key() -> str:
+    return f"current-password:{(request.view_args or {}).get('user_id')}"
+
+
+def _not_own_account() -> bool:
+    # Only a user changing their own account gives a current password: nobody else's
+    # request is held up by that account's wrong guesses.
+    principal: Principal | None = g.get("principal")
+    return principal is None or principal.id != (request.view_args or {}).get("user_id")
+
+
+def _guessed_wrong(_response: Response) -> bool:
+    return bool(g.get("wrong_current_password"))
 
 
 # Users ---------------------------------------------------------------------------------
@@ -87,18 +114,50 @@ def get_user(user_id: uuid.UUID) -> UserRead:
     return UserRead.model_validate(_visible_user(user_id))
 
 
+_UPDATE_RESPONSES: dict[int | str, Any] = {
+    400: "The body is not valid JSON.",
+    401: "No valid access token.",
+    403: "Not allowed: another user's account or a role (admins only), "
+    "or a wrong `current_password`.",
+    404: "No such user, or one the caller may not see.",
+    409: "The email address is taken.",
+    415: "The body is not JSON.",
+    422: "A field is invalid, or `current_password` is missing from a change of your own password.",
+    429: "Too many wrong current passwords for this account; retry after Retry-After.",
+}
+
+
 @bp.patch("/<uuid:user_id>")
 @bp.output(UserRead)
-@bp.doc(responses=[*_ERRORS, 403, 409])
+@bp.doc(responses=_UPDATE_RESPONSES)
 @requires(policy.ALL_ROLES)
+# Below @requires: the limit applies to the account's own user, whom @requires identifies.
+@limiter.limit(
+    _current_password_limit,
+    key_func=_current_password_key,
+    scope="current-password",
+    exempt_when=_not_own_account,
+    deduct_when=_guessed_wrong,
+)
 @json_body(UserUpdate)
 def update_user(user_id: uuid.UUID, body: UserUpdate) -> UserRead:
-    """Change a user's email or password; an admin may change the role too."""
+    """Change a user's email or password; an admin may change the role too.
+
+    Changing your own password needs ``current_password`` (missing: 422; wrong: 403, and
+    each wrong one counts against CURRENT_PASSWORD_RATE_LIMIT_PER_USER, past which the
+    account's own changes get 429). An admin sets another user's password without it.
+    """
     user = _visible_user(user_id)
-    policy.require_change_user(
-        current_principal(), user.id, changes_role="role" in body.model_fields_set
-    )
-    return UserRead.model_validate(service.update(session=db.session, user=user, user_in=body))
+    principal = current_principal()
+    policy.require_change_user(principal, user.id, changes_role="role" in body.model_fields_set)
+    try:
+        changed = service.update(
+            session=db.session, user=user, user_in=body, by_self=principal.id == user.id
+        )
+    except WrongPassword:
+        g.wrong_current_password = True  # counted by the limit above
+        raise
+    return UserRead.model_validate(changed)
 
 
 @bp.delete("/<uuid:user_id>")
