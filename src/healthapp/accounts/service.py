@@ -29,6 +29,7 @@ from healthapp.accounts.schemas import (
 )
 from healthapp.audit import service as audit
 from healthapp.auth.passwords import hash_password, verify_against_dummy, verify_password
+from healthapp.domain.roles import Role
 from healthapp.errors import InvalidInput, NotFound, WrongPassword
 from healthapp.outbox.service import record_changed_users
 from healthapp.pagination import PageQuery
@@ -72,6 +73,12 @@ def list_users(*, session: Session, query: UserListQuery) -> tuple[Sequence[User
         limit=query.limit,
         cursor=query.cursor,
     )
+
+
+def get_role(*, session: Session, user_id: uuid.UUID) -> Role | None:
+    """The role stored for ``user_id`` now; ``None`` if there is no such user (one query)."""
+    role = session.scalar(select(User.role).where(User.id == user_id))
+    return Role(role) if role is not None else None
 
 
 def create(*, session: Session, user_in: UserCreate) -> User:

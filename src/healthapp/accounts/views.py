@@ -7,7 +7,6 @@ from typing import Any
 
 from apiflask import APIBlueprint
 from flask import Response, current_app, g, request
-from flask_jwt_extended import verify_jwt_in_request
 
 from healthapp.accounts import service
 from healthapp.accounts.models import User
@@ -26,14 +25,21 @@ from healthapp.accounts.schemas import (
     UserUpdate,
 )
 from healthapp.auth import policy
-from healthapp.auth.access import current_principal, principal_from_token, public, requires
+from healthapp.auth.access import (
+    bearer_token,
+    current_principal,
+    principal_from_token,
+    public,
+    requires,
+)
 from healthapp.auth.policy import Principal
+from healthapp.auth.privileged import privileged
 from healthapp.database import db
 from healthapp.domain.roles import Role
 from healthapp.errors import WrongPassword
 from healthapp.extensions import limiter
 from healthapp.pagination import PageQuery
-from healthapp.problems import not_found
+from healthapp.problems import Problem, not_found
 from healthapp.request_parsing import json_body, query_args
 
 bp = APIBlueprint("accounts", __name__, url_prefix="/api/v1/users", tag="Users")
@@ -50,10 +56,30 @@ def _visible_user(user_id: uuid.UUID) -> User:
     return user
 
 
-def _optional_principal() -> Principal | None:
-    if verify_jwt_in_request(optional=True) is None:
+def _token_caller(*, strict: bool) -> Principal | None:
+    """The caller whose token came with a request to a public view, if any; a bad token is
+    a 401 when ``strict``, and otherwise as good as none."""
+    if bearer_token() is None:
         return None
-    return principal_from_token()
+    try:
+        return principal_from_token()
+    except Problem:
+        if strict:
+            raise
+        return None
+
+
+def _registers_staff(body: UserCreate) -> bool:
+    return policy.registers_staff(body.role)
+
+
+def _changes_a_role_or_another_user(user_id: uuid.UUID, body: UserUpdate) -> bool:
+    changes_role = "role" in body.model_fields_set
+    return policy.is_privileged_change(current_principal(), user_id, changes_role=changes_role)
+
+
+def _of_another_user(user_id: uuid.UUID, **_: Any) -> bool:
+    return policy.is_privileged_change(current_principal(), user_id)
 
 
 # Wrong current passwords, counted per account: a stolen access token must not be a way to
@@ -98,10 +124,16 @@ def list_users(query: UserListQuery) -> UserPage:
 @bp.doc(responses=[*_ERRORS, 403, 409])
 @public
 @json_body(UserCreate)
+@privileged(policy.REGISTER_STAFF, when=_registers_staff)
 def create_user(body: UserCreate) -> UserRead:
-    """Register a patient; an admin's token may register any role."""
-    if body.role is not Role.PATIENT:  # a patient registers without a token
-        policy.require_register(_optional_principal(), body.role)
+    """Register a patient; an admin's token may register any role.
+
+    A patient registers without a token. Any other role needs the token of a user who is
+    an admin now: a token whose account was deleted since is a 401, one whose account is
+    no longer an admin a 403.
+    """
+    if body.role is not Role.PATIENT:
+        policy.require_register(_token_caller(strict=True), body.role)
     return UserRead.model_validate(service.create(session=db.session, user_in=body))
 
 
@@ -116,8 +148,8 @@ def get_user(user_id: uuid.UUID) -> UserRead:
 
 _UPDATE_RESPONSES: dict[int | str, Any] = {
     400: "The body is not valid JSON.",
-    401: "No valid access token.",
-    403: "Not allowed: another user's account or a role (admins only), "
+    401: "No valid access token, or its account no longer exists (for an admin's change).",
+    403: "Not allowed: another user's account or a role (admins only, as stored now), "
     "or a wrong `current_password`.",
     404: "No such user, or one the caller may not see.",
     409: "The email address is taken.",
@@ -140,12 +172,15 @@ _UPDATE_RESPONSES: dict[int | str, Any] = {
     deduct_when=_guessed_wrong,
 )
 @json_body(UserUpdate)
+@privileged(policy.CHANGE_OTHER_USERS, when=_changes_a_role_or_another_user)
 def update_user(user_id: uuid.UUID, body: UserUpdate) -> UserRead:
     """Change a user's email or password; an admin may change the role too.
 
     Changing your own password needs ``current_password`` (missing: 422; wrong: 403, and
     each wrong one counts against CURRENT_PASSWORD_RATE_LIMIT_PER_USER, past which the
     account's own changes get 429). An admin sets another user's password without it.
+    Changing another user or a role is checked against the caller's role as stored now,
+    not only as the token says.
     """
     user = _visible_user(user_id)
     principal = current_principal()
@@ -164,6 +199,7 @@ def update_user(user_id: uuid.UUID, body: UserUpdate) -> UserRead:
 @bp.output({}, status_code=204)
 @bp.doc(responses=[401, 403, 404])
 @requires(policy.ALL_ROLES)
+@privileged(policy.CHANGE_OTHER_USERS, when=_of_another_user)
 def delete_user(user_id: uuid.UUID) -> tuple[str, int]:
     """Delete a user with their profile, diseases, check-ups and report (self or admin)."""
     user = _visible_user(user_id)
@@ -200,6 +236,7 @@ def get_profile(user_id: uuid.UUID) -> ProfileRead:
 @bp.output(ProfileRead, status_code=201)
 @bp.doc(responses=[*_ERRORS, 403, 409])
 @requires(policy.ALL_ROLES)
+@privileged(policy.CHANGE_OTHER_USERS, when=_of_another_user)
 @json_body(ProfileCreate)
 def create_profile(user_id: uuid.UUID, body: ProfileCreate) -> ProfileRead:
     """Create a user's profile (409 if one exists)."""
@@ -212,6 +249,7 @@ def create_profile(user_id: uuid.UUID, body: ProfileCreate) -> ProfileRead:
 @bp.output(ProfileRead)
 @bp.doc(responses=[*_ERRORS, 403])
 @requires(policy.ALL_ROLES)
+@privileged(policy.CHANGE_OTHER_USERS, when=_of_another_user)
 @json_body(ProfileUpdate)
 def update_profile(user_id: uuid.UUID, body: ProfileUpdate) -> ProfileRead:
     """Change a user's profile; ``null`` clears a field."""
@@ -224,6 +262,7 @@ def update_profile(user_id: uuid.UUID, body: ProfileUpdate) -> ProfileRead:
 @bp.output({}, status_code=204)
 @bp.doc(responses=[401, 403, 404])
 @requires(policy.ALL_ROLES)
+@privileged(policy.CHANGE_OTHER_USERS, when=_of_another_user)
 def delete_profile(user_id: uuid.UUID) -> tuple[str, int]:
     """Delete a user's profile."""
     user = _profile_owner(user_id, write=True)
@@ -252,6 +291,7 @@ def list_diseases(user_id: uuid.UUID, query: PageQuery) -> DiseasePage:
 @bp.output(DiseaseRead, status_code=201)
 @bp.doc(responses=[*_ERRORS, 403])
 @requires(policy.ALL_ROLES)
+@privileged(policy.CHANGE_OTHER_USERS, when=_of_another_user)
 @json_body(DiseaseCreate)
 def create_disease(user_id: uuid.UUID, body: DiseaseCreate) -> DiseaseRead:
     """Record a disease for a user."""
@@ -277,6 +317,7 @@ def get_disease(user_id: uuid.UUID, disease_id: uuid.UUID) -> DiseaseRead:
 @bp.output(DiseaseRead)
 @bp.doc(responses=[*_ERRORS, 403])
 @requires(policy.ALL_ROLES)
+@privileged(policy.CHANGE_OTHER_USERS, when=_of_another_user)
 @json_body(DiseaseUpdate)
 def update_disease(user_id: uuid.UUID, disease_id: uuid.UUID, body: DiseaseUpdate) -> DiseaseRead:
     """Change one of a user's diseases."""
@@ -291,6 +332,7 @@ def update_disease(user_id: uuid.UUID, disease_id: uuid.UUID, body: DiseaseUpdat
 @bp.output({}, status_code=204)
 @bp.doc(responses=[401, 403, 404])
 @requires(policy.ALL_ROLES)
+@privileged(policy.CHANGE_OTHER_USERS, when=_of_another_user)
 def delete_disease(user_id: uuid.UUID, disease_id: uuid.UUID) -> tuple[str, int]:
     """Delete one of a user's diseases."""
     user = _profile_owner(user_id, write=True)
