@@ -82,7 +82,12 @@ def get_role(*, session: Session, user_id: uuid.UUID) -> Role | None:
 
 
 def create(*, session: Session, user_in: UserCreate) -> User:
-    """Register a user; a username or email already taken is a conflict."""
+    """Register a user; a username or email already taken is a conflict.
+
+    The ``user.create`` event names the new user as its subject and the actor of the
+    request context as who made it: an admin, the anonymous caller of open registration,
+    or the system (the command line).
+    """
     user = User(
         id=uuid.uuid4(),
         username=user_in.username,
@@ -94,6 +99,7 @@ def create(*, session: Session, user_in: UserCreate) -> User:
         session.add(user)
         session.flush()  # a taken username or email is refused here, before the outbox row
         _record_changed(session, user)
+        _audit(session, "user.create", user, role=user.role)
     return user
 
 

@@ -40,6 +40,7 @@ from healthapp.errors import WrongPassword
 from healthapp.extensions import limiter
 from healthapp.pagination import PageQuery
 from healthapp.problems import Problem, not_found
+from healthapp.request_context import Actor, set_actor
 from healthapp.request_parsing import json_body, query_args
 
 bp = APIBlueprint("accounts", __name__, url_prefix="/api/v1/users", tag="Users")
@@ -67,6 +68,18 @@ def _token_caller(*, strict: bool) -> Principal | None:
         if strict:
             raise
         return None
+
+
+def _act_as(principal: Principal) -> None:
+    """Record what follows as done by ``principal`` (``@requires`` does this for its views)."""
+    set_actor(
+        Actor(
+            id=principal.id,
+            username=principal.username,
+            role=principal.role.value,
+            request_id=g.get("request_id"),
+        )
+    )
 
 
 def _registers_staff(body: UserCreate) -> bool:
@@ -130,10 +143,13 @@ def create_user(body: UserCreate) -> UserRead:
 
     A patient registers without a token. Any other role needs the token of a user who is
     an admin now: a token whose account was deleted since is a 401, one whose account is
-    no longer an admin a 403.
+    no longer an admin a 403. The ``user.create`` audit event names who did it: the
+    caller whose valid token came with the request, else the anonymous caller.
     """
-    if body.role is not Role.PATIENT:
-        policy.require_register(_token_caller(strict=True), body.role)
+    caller = _token_caller(strict=body.role is not Role.PATIENT)
+    policy.require_register(caller, body.role)
+    if caller is not None:
+        _act_as(caller)
     return UserRead.model_validate(service.create(session=db.session, user_in=body))
 
 
