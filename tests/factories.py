@@ -114,6 +114,24 @@ class ApiClient:
                 refresh_token=tokens.refresh_token,
             )
 
+    def set_stored_role(self, user: TestUser, role: Role) -> None:
+        """Change ``user``'s role in PostgreSQL alone, behind the back of their tokens: they
+        still claim the old role, as a token that revocation has not reached yet does."""
+        self._change_stored_user(
+            "UPDATE users SET role = :role WHERE id = :id", role=role.value, id=user.id
+        )
+
+    def delete_stored_user(self, user: TestUser) -> None:
+        """Delete ``user``'s row in PostgreSQL alone; their tokens are left as they were."""
+        self._change_stored_user("DELETE FROM users WHERE id = :id", id=user.id)
+
+    def _change_stored_user(self, sql: str, **values: Any) -> None:
+        from sqlalchemy import text
+
+        with self.app.app_context():
+            assert db.session.execute(text(sql), values).rowcount == 1  # type: ignore[attr-defined]
+            db.session.commit()
+
     def machine(self, machine_type: str = "blood_pressure", **fields: Any) -> uuid.UUID:
         """A new machine's id."""
         with self.app.app_context():

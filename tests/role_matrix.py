@@ -10,7 +10,9 @@ and the Reports API, and a route added later is checked the moment it is registe
   method), to parametrise tests with;
 - ``check_no_token`` / ``check_role``: the expected answer for no token and for each role;
 - ``check_other_users_resource``: a patient naming another user is answered as if that
-  user did not exist (404, never 403).
+  user did not exist (404, never 403);
+- ``unconfirmed_privileged_routes``: privileged routes that do not confirm the caller's role
+  as stored now (``@privileged`` in ``healthapp.auth.privileged``; must be empty).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ FRAMEWORK_ENDPOINT_PREFIXES = ("openapi.",)
 IMPLICIT_METHODS = frozenset({"HEAD", "OPTIONS"})
 #: Methods whose requests carry a JSON body in the matrix (an empty object).
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+#: Methods that change something.
+CHANGE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 _MISSING = object()
 
@@ -49,6 +53,10 @@ class RouteCase:
     allowed_roles: frozenset[Role] | None  # None: public, no token needed
     token_type: str  # "access" or "refresh"
     arguments: tuple[str, ...]
+    #: The roles ``@privileged`` confirms in the database, if the view declares it.
+    privileged_roles: frozenset[Role] | None = None
+    #: Whether only some requests are privileged (``@privileged(..., when=...)``).
+    privileged_sometimes: bool = False
 
     @property
     def is_public(self) -> bool:
@@ -110,6 +118,8 @@ def route_cases(app: Flask) -> list[RouteCase]:
                     allowed_roles=frozenset(roles) if roles is not None else None,
                     token_type=getattr(view, "token_type", "access"),
                     arguments=tuple(sorted(rule.arguments)),
+                    privileged_roles=getattr(view, "privileged_roles", None),
+                    privileged_sometimes=getattr(view, "privileged_when", None) is not None,
                 )
             )
     return sorted(cases, key=lambda case: (case.rule, case.method))
@@ -225,3 +235,33 @@ def check_other_users_resource(
 def token_for(case: RouteCase, tokens: Callable[[str], str]) -> str:
     """The caller's token of the kind the route takes (``tokens("access" | "refresh")``)."""
     return tokens(case.token_type)
+
+
+def unconfirmed_privileged_routes(
+    cases: Iterable[RouteCase], *, ordinary_changes: Iterable[str]
+) -> list[str]:
+    """The cases that should confirm the caller's stored role (``@privileged``) and do not.
+
+    Every change is privileged unless ``ordinary_changes`` names it (``"POST /path"``): a
+    route added later must say which it is. A change no patient may make, and a read only
+    admins may make, is privileged on every request: its declaration has no ``when``, and
+    confirms at least the roles the route admits.
+    """
+    ordinary = set(ordinary_changes)
+    missing = []
+    for case in cases:
+        if case.id in ordinary:
+            continue
+        admits_no_patient = not case.is_public and Role.PATIENT not in (case.allowed_roles or ())
+        always = (case.method in CHANGE_METHODS and admits_no_patient) or (
+            case.method == "GET" and case.allowed_roles == frozenset({Role.ADMIN})
+        )
+        if not (always or case.method in CHANGE_METHODS):
+            continue
+        if case.privileged_roles is None:
+            missing.append(f"{case.id}: no @privileged")
+        elif always and case.privileged_sometimes:
+            missing.append(f"{case.id}: privileged on every request, not only when ...")
+        elif always and not (case.allowed_roles or frozenset()) <= case.privileged_roles:
+            missing.append(f"{case.id}: admits {case.allowed_roles}, confirms fewer")
+    return sorted(missing)

@@ -14,11 +14,24 @@ import pytest
 
 from healthapp.domain.roles import Role
 from tests import factories, role_matrix
+from tests.assertions import assert_problem
 from tests.factories import ApiClient, mint
 from tests.routes import CORE_CASES as CASES
 from tests.routes import OWNER_ARGUMENT
 
 ROLES = [Role.PATIENT, Role.OPERATOR, Role.ADMIN]
+#: Changes whose caller the token alone identifies well enough: logging in, refreshing one's
+#: own session, uploading check-ups (the hot write path; a patient's own only). Every other
+#: change must confirm the caller's stored role (``@privileged``), on every request or when
+#: it is privileged: a route added later fails the check below until it is one or the other.
+ORDINARY_CHANGES = frozenset(
+    {"POST /api/v1/auth/token", "POST /api/v1/auth/refresh", "POST /api/v1/checkups/"}
+)
+PRIVILEGED_ALWAYS = [c for c in CASES if c.privileged_roles and not c.privileged_sometimes]
+#: Changes of one user's account or data: privileged when the user is someone else.
+PRIVILEGED_FOR_OTHERS = [
+    c for c in CASES if c.privileged_sometimes and OWNER_ARGUMENT in c.arguments
+]
 PER_USER_CASES = [
     case
     for case in CASES
@@ -39,6 +52,79 @@ def _tokens(user: factories.TestUser):  # type: ignore[no-untyped-def]
 def test_every_view_declares_its_roles(app: Any) -> None:
     assert role_matrix.undeclared_views(app) == []
     assert role_matrix.invalid_declarations(app) == []
+
+
+def test_every_privileged_route_confirms_the_stored_role() -> None:
+    assert role_matrix.unconfirmed_privileged_routes(CASES, ordinary_changes=ORDINARY_CHANGES) == []
+
+
+def test_the_privileged_routes_are_the_ones_the_spec_names() -> None:
+    # A guard on the guard: the rule above found what it should, and named nothing away.
+    always = {case.id for case in PRIVILEGED_ALWAYS}
+    assert {
+        "POST /api/v1/machines/",
+        "PATCH /api/v1/machines/<uuid:machine_id>",
+        "DELETE /api/v1/machines/<uuid:machine_id>",
+        "DELETE /api/v1/checkups/<uuid:checkup_id>",
+        "GET /api/v1/audit/",
+    } <= always
+    sometimes = {case.id for case in CASES if case.privileged_sometimes}
+    assert {
+        "POST /api/v1/users/",
+        "PATCH /api/v1/users/<uuid:user_id>",
+        "DELETE /api/v1/users/<uuid:user_id>",
+        "PATCH /api/v1/users/<uuid:user_id>/profile",
+        "POST /api/v1/users/<uuid:user_id>/diseases",
+    } <= sometimes
+    assert {case.id for case in CASES} >= ORDINARY_CHANGES
+    # Reads other than the audit trail cost no query.
+    assert not any(
+        case.privileged_roles for case in CASES if case.method == "GET" and case.id not in always
+    )
+
+
+@pytest.mark.parametrize("case", PRIVILEGED_ALWAYS, ids=role_matrix.case_ids(PRIVILEGED_ALWAYS))
+def test_a_demoted_admins_token_is_refused_on_every_privileged_route(
+    app: Any, api: ApiClient, case: role_matrix.RouteCase
+) -> None:
+    admin = api.user(Role.ADMIN)
+    api.set_stored_role(admin, Role.OPERATOR)
+    response = role_matrix.call(
+        api.client, case, role_matrix.build_path(app, case), admin.access_token
+    )
+    assert_problem(response, 403, role_matrix._describe(case, "demoted admin", response))
+
+
+@pytest.mark.parametrize("case", PRIVILEGED_ALWAYS, ids=role_matrix.case_ids(PRIVILEGED_ALWAYS))
+def test_a_deleted_admins_token_is_a_401_on_every_privileged_route(
+    app: Any, api: ApiClient, case: role_matrix.RouteCase
+) -> None:
+    admin = api.user(Role.ADMIN)
+    api.delete_stored_user(admin)
+    response = role_matrix.call(
+        api.client, case, role_matrix.build_path(app, case), admin.access_token
+    )
+    assert_problem(response, 401, role_matrix._describe(case, "deleted admin", response))
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize(
+    "case", PRIVILEGED_FOR_OTHERS, ids=role_matrix.case_ids(PRIVILEGED_FOR_OTHERS)
+)
+def test_a_stale_admin_token_cannot_change_another_user(
+    app: Any, api: ApiClient, case: role_matrix.RouteCase
+) -> None:
+    other = api.user(Role.PATIENT)
+    demoted, deleted, admin = api.user(Role.ADMIN), api.user(Role.ADMIN), api.user(Role.ADMIN)
+    api.set_stored_role(demoted, Role.PATIENT)
+    api.delete_stored_user(deleted)
+    path = role_matrix.build_path(app, case, _own_values(other))
+    for caller, status in ((demoted, 403), (deleted, 401)):
+        response = role_matrix.call(api.client, case, path, caller.access_token)
+        assert_problem(response, status, role_matrix._describe(case, "stale admin", response))
+    # An admin's token that the database bears out gets past the check (to the view).
+    response = role_matrix.call(api.client, case, path, admin.access_token)
+    assert response.status_code not in (401, 403), role_matrix._describe(case, "admin", response)
 
 
 def test_matrix_covers_the_served_route_table(app: Any) -> None:
@@ -163,6 +249,53 @@ def _toy_token(toy: Any, role: Role) -> str:
 def test_matrix_finds_a_route_without_a_declaration() -> None:
     toy = _toy_api()
     assert role_matrix.undeclared_views(toy) == ["/undeclared -> undeclared"]
+
+
+def test_matrix_finds_a_privileged_route_that_takes_the_tokens_word() -> None:
+    from healthapp.auth.access import ADMIN_ONLY, ALL_ROLES, requires
+    from healthapp.auth.privileged import privileged
+
+    toy = _toy_api()
+
+    @toy.post("/admin-change")
+    @requires(ADMIN_ONLY)
+    def admin_change() -> dict[str, str]:
+        return {}
+
+    @toy.post("/confirmed-change")
+    @requires(ADMIN_ONLY)
+    @privileged(ADMIN_ONLY)
+    def confirmed_change() -> dict[str, str]:
+        return {}
+
+    @toy.post("/sometimes-confirmed")
+    @requires(ADMIN_ONLY)
+    @privileged(ADMIN_ONLY, when=lambda: True)
+    def sometimes_confirmed() -> dict[str, str]:
+        return {}
+
+    @toy.delete("/own-change")
+    @requires(ALL_ROLES)
+    def own_change() -> dict[str, str]:
+        return {}
+
+    cases = role_matrix.route_cases(toy)
+    assert role_matrix.unconfirmed_privileged_routes(cases, ordinary_changes=()) == [
+        "DELETE /own-change: no @privileged",
+        "GET /admin-only: no @privileged",
+        "GET /claims-admin-only: no @privileged",
+        "POST /admin-change: no @privileged",
+        "POST /sometimes-confirmed: privileged on every request, not only when ...",
+    ]
+    ordinary = {
+        "DELETE /own-change",
+        "GET /admin-only",
+        "GET /claims-admin-only",
+        "POST /admin-change",
+    }
+    assert role_matrix.unconfirmed_privileged_routes(cases, ordinary_changes=ordinary) == [
+        "POST /sometimes-confirmed: privileged on every request, not only when ..."
+    ]
 
 
 def test_matrix_catches_a_role_that_gets_through() -> None:

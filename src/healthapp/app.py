@@ -28,6 +28,7 @@ def create_app(settings: Base | None = None, *, engine: Engine | None = None) ->
         engine = bootstrap.engine(settings, serves_requests=True)
     register_extensions(app, engine=engine)
     register_tokens(app, settings)
+    register_role_lookup(app)
     register_blueprints(app)
     database.register_errorhandlers(app)
     register_health(app, {"postgresql": _check_postgresql})
@@ -82,6 +83,14 @@ def _limiter_storage(redis_url: str) -> str:
     if redis_url.startswith("unix://"):
         return "redis+unix://" + redis_url[len("unix://") :]
     return redis_url
+
+
+def register_role_lookup(app: APIFlask) -> None:
+    """Let privileged views read the caller's role as PostgreSQL holds it now."""
+    from healthapp.accounts import service as accounts
+    from healthapp.auth.privileged import install_role_lookup
+
+    install_role_lookup(app, lambda user_id: accounts.get_role(session=db.session, user_id=user_id))
 
 
 def register_blueprints(app: APIFlask) -> None:

@@ -135,6 +135,7 @@ class Base(BaseSettings):
     REGISTER_RATE_LIMIT_PER_ADDRESS: str = "10/hour"
     UPLOAD_RATE_LIMIT_PER_ADDRESS: str = "120/minute"
     TRUSTED_PROXY_COUNT: int = 0
+    CURRENT_PASSWORD_RATE_LIMIT_PER_USER: str = "10/hour"  # noqa: S105 (a rate limit)
     RATELIMIT_ENABLED: bool = True
     #: Operators and admins sign in only with a second factor (those without one enrol first).
     STAFF_MFA_REQUIRED: bool = True
@@ -200,6 +201,7 @@ class Base(BaseSettings):
         "LOGIN_RATE_LIMIT_PER_ADDRESS",
         "REGISTER_RATE_LIMIT_PER_ADDRESS",
         "UPLOAD_RATE_LIMIT_PER_ADDRESS",
+        "CURRENT_PASSWORD_RATE_LIMIT_PER_USER",
     )
     @classmethod
     def _rate_limit(cls, value: str) -> str:

@@ -62,6 +62,10 @@ class SecondFactorNotEnrolled(NotAuthenticated):
     """The password was right, but the account must enrol a second factor before signing in."""
 
 
+class WrongPassword(NotAllowed):
+    """A password given to confirm a change is not the account's (a guess to be counted)."""
+
+
 #: Seconds a client is asked to wait before it retries a request a store could not serve.
 RETRY_AFTER_SECONDS = 5
 

@@ -80,6 +80,7 @@ def test_update_to_a_taken_email_is_a_409(db_session: Any) -> None:
             session=db_session,
             user=bob,
             user_in=UserUpdate(email="ALICE@example.com"),
+            by_self=True,
             revocations=None,
         )
     assert from_domain_error(caught.value).status == 409
@@ -193,7 +194,9 @@ def test_a_broken_check_constraint_is_raised_as_it_is(db_session: Any) -> None:
     user = _user(db_session)
     user.role = "superuser"  # breaks ck_users_role_known, a bug no refusal describes
     with pytest.raises(IntegrityError, match="ck_users_role_known"):
-        service.update(session=db_session, user=user, user_in=UserUpdate(), revocations=None)
+        service.update(
+            session=db_session, user=user, user_in=UserUpdate(), by_self=True, revocations=None
+        )
     db_session.expire_all()
     assert service.get(session=db_session, user_id=user.id).role == "patient"
 

@@ -234,7 +234,11 @@ def test_patient_changes_own_email_and_password(api: ApiClient) -> None:
     response = api.patch(
         f"{USERS}{patient.id}",
         as_=patient,
-        json={"email": "new@example.com", "password": "a-new-password"},
+        json={
+            "email": "new@example.com",
+            "password": "a-new-password",
+            "current_password": PASSWORD,
+        },
     )
     assert response.status_code == 200, response.json
     assert response.json["email"] == "new@example.com"

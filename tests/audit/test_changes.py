@@ -99,6 +99,89 @@ def test_disease_changes_are_recorded(api: ApiClient, engine: Engine) -> None:
     _assert_no_health_values(events)
 
 
+def _registration(username: str, **fields: Any) -> dict[str, Any]:
+    body = {"username": username, "email": f"{username}@example.com", "password": "0123456789ab"}
+    return {**body, **fields}
+
+
+def test_open_registration_is_recorded_as_made_by_the_anonymous_caller(
+    api: ApiClient, engine: Engine
+) -> None:
+    request_id = _request_id()
+    response = api.post(
+        "/api/v1/users/", json=_registration("walk-in"), headers={"X-Request-ID": request_id}
+    )
+    assert response.status_code == 201
+    event = _only_event(engine, action="user.create")
+    assert (event["subject_id"], event["subject_username"]) == (
+        uuid.UUID(response.json["id"]),
+        "walk-in",
+    )
+    assert (event["actor_id"], event["actor_username"], event["actor_role"]) == (
+        None,
+        "anonymous",
+        "anonymous",
+    )
+    assert event["request_id"] == request_id
+    assert event["details"] == {"role": "patient"}
+    assert "0123456789ab" not in orjson.dumps(event, default=str).decode()
+
+
+@pytest.mark.parametrize("role", ["patient", "operator", "admin"])
+def test_a_user_an_admin_registers_is_recorded_with_the_admin(
+    api: ApiClient, engine: Engine, role: str
+) -> None:
+    admin = api.user(Role.ADMIN)
+    response, request_id = _call(
+        api, "POST", "/api/v1/users/", admin, json=_registration("made-by-admin", role=role)
+    )
+    assert response.status_code == 201
+    [event] = [e for e in audit_events(engine, action="user.create") if e["request_id"]]
+    _assert_actor(event, admin, request_id)
+    assert event["subject_username"] == "made-by-admin"
+    assert event["details"] == {"role": role}
+
+
+def test_a_user_is_recorded_in_the_transaction_that_creates_it(
+    api: ApiClient, engine: Engine
+) -> None:
+    response = api.post("/api/v1/users/", json=_registration("same-transaction"))
+    with engine.connect() as conn:
+        # xmin: the transaction that inserted the row.
+        user_xmin = conn.execute(
+            text("SELECT xmin::text FROM users WHERE id = :id"), {"id": response.json["id"]}
+        ).scalar_one()
+        event_xmin = conn.execute(
+            text("SELECT xmin::text FROM audit_events WHERE subject_id = :id"),
+            {"id": response.json["id"]},
+        ).scalar_one()
+    assert user_xmin == event_xmin
+
+
+def test_a_refused_registration_records_nothing(api: ApiClient, engine: Engine) -> None:
+    api.post("/api/v1/users/", json=_registration("taken"))
+    patient = api.user()
+    before = audit_events(engine)
+    refused = [
+        api.post("/api/v1/users/", json=_registration("taken")),  # 409
+        api.post("/api/v1/users/", json=_registration("staff", role="admin")),  # 403
+        api.post("/api/v1/users/", patient, json=_registration("staff", role="admin")),  # 403
+        api.post("/api/v1/users/", json=_registration("x")),  # 422
+    ]
+    assert [r.status_code for r in refused] == [409, 403, 403, 422]
+    assert audit_events(engine) == before
+
+
+def test_outside_a_request_the_system_creates_users(api: ApiClient, engine: Engine) -> None:
+    patient = api.user()  # through the service in an app context, as the command line does
+    event = _only_event(engine, action="user.create", subject_id=patient.id)
+    assert (event["actor_id"], event["actor_username"], event["request_id"]) == (
+        None,
+        "system",
+        None,
+    )
+
+
 def test_user_deletion_is_recorded_and_the_event_survives_it(
     api: ApiClient, engine: Engine
 ) -> None:
@@ -111,9 +194,15 @@ def test_user_deletion_is_recorded_and_the_event_survives_it(
     event = _only_event(engine, action="user.delete")
     _assert_actor(event, admin, request_id)
     assert (event["subject_id"], event["subject_username"]) == (patient.id, patient.username)
-    # The profile's event is kept too, though its user and profile are gone, and so is the
-    # revocation of the user's tokens.
-    assert len(audit_events(engine, subject_id=patient.id)) == 3
+    # The registration's and the profile's events are kept too, though the user is gone, and
+    # so is the revocation of the user's tokens.
+    kept = audit_events(engine, subject_id=patient.id)
+    assert [e["action"] for e in kept] == [
+        "user.create",
+        "profile.update",
+        "user.delete",
+        "auth.revoked",
+    ]
     revoked = _only_event(engine, action="auth.revoked")
     assert revoked["details"] == {"reason": "user_deleted", "sessions": 1}
 
@@ -142,12 +231,13 @@ def test_user_update_names_the_fields_but_never_their_values(
 
 def test_a_refused_change_records_nothing(api: ApiClient, engine: Engine) -> None:
     patient, other = api.user(), api.user()
+    before = audit_events(engine)
     taken = f"{other.username}@example.com"
     response = api.patch(f"/api/v1/users/{patient.id}", patient, json={"email": taken})
     assert response.status_code == 409
     response = api.post(f"/api/v1/users/{patient.id}/diseases", patient, json={"name": ""})
     assert response.status_code == 422
-    assert audit_events(engine) == []
+    assert audit_events(engine) == before
 
 
 def test_an_upload_records_one_event_per_user_with_counts(api: ApiClient, engine: Engine) -> None:
@@ -243,6 +333,7 @@ def test_a_checkup_deletion_is_recorded(api: ApiClient, engine: Engine) -> None:
 
 def test_the_event_rolls_back_with_the_change(api: ApiClient, engine: Engine, db_session) -> None:
     patient = api.user()
+    before = audit_events(engine)
     audit.record(
         session=db_session,
         action="profile.update",
@@ -250,7 +341,7 @@ def test_the_event_rolls_back_with_the_change(api: ApiClient, engine: Engine, db
         actor=SYSTEM,
     )
     db_session.rollback()
-    assert audit_events(engine) == []
+    assert audit_events(engine) == before
 
 
 def test_outside_a_request_the_system_is_the_actor(
@@ -263,7 +354,7 @@ def test_outside_a_request_the_system_is_the_actor(
         subjects=[audit.Subject(patient.id, patient.username)],
     )
     db_session.commit()
-    event = _only_event(engine)
+    event = _only_event(engine, action="profile.update")
     assert (event["actor_id"], event["actor_username"], event["actor_role"]) == (
         None,
         "system",

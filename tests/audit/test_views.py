@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 
 from healthapp.domain.roles import Role
 from tests.assertions import assert_problem
-from tests.factories import ApiClient
+from tests.factories import ApiClient, audit_events
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 AUDIT = "/api/v1/audit/"
@@ -58,9 +58,11 @@ def test_admin_reads_every_event_newest_first(api: ApiClient, trail: list[uuid.U
     assert r.status_code == 200, r.json
     items = r.json["items"]
     moments = [item["occurred_at"] for item in items]
-    assert len(items) == 7
+    assert len(items) == 8
     assert moments == sorted(moments, reverse=True)
-    assert items[0]["subject_username"] == "bob"
+    # The newest: the admin's own registration (by the system, as the factory makes users).
+    assert (items[0]["action"], items[0]["subject_username"]) == ("user.create", admin.username)
+    assert items[1]["subject_username"] == "bob"
     assert r.json["next_cursor"] is None
     assert set(items[0]) == {
         "id",
@@ -100,8 +102,11 @@ def test_filters_by_subject_action_and_time(api: ApiClient, trail: list[uuid.UUI
     assert _get(api, admin, "?username=nobody").json == {"items": [], "next_cursor": None}
 
 
-def test_pages_walk_the_whole_trail_once(api: ApiClient, trail: list[uuid.UUID]) -> None:
+def test_pages_walk_the_whole_trail_once(
+    api: ApiClient, engine: Engine, trail: list[uuid.UUID]
+) -> None:
     admin = api.user(Role.ADMIN)
+    [registration] = audit_events(engine, action="user.create")  # the admin's, the newest
     seen: list[str] = []
     cursor = None
     pages = 0
@@ -114,10 +119,12 @@ def test_pages_walk_the_whole_trail_once(api: ApiClient, trail: list[uuid.UUID])
         if cursor is None:
             break
     assert pages == 4
-    assert sorted(seen) == sorted(str(i) for i in trail)
-    assert len(set(seen)) == 7
-    whole = [item["id"] for item in _get(api, admin).json["items"]]
-    assert seen == whole
+    assert sorted(seen) == sorted(str(i) for i in [*trail, registration["id"]])
+    assert len(set(seen)) == 8
+    # Each page's read is recorded once it was read: a walk never meets its own reads.
+    whole = _get(api, admin).json["items"]
+    assert [item["action"] for item in whole[:4]] == ["audit.read"] * 4
+    assert [item["id"] for item in whole[4:]] == seen
 
 
 def test_pages_split_events_of_one_instant(api: ApiClient, engine: Engine) -> None:
@@ -172,8 +179,73 @@ def test_the_trail_shows_a_change_made_through_the_api(api: ApiClient) -> None:
         json={"name": "Asthma"},
         headers={"X-Request-ID": "change-42"},
     )
-    [item] = _get(api, admin, f"?username={patient.username}").json["items"]
+    item, registration = _get(api, admin, f"?username={patient.username}").json["items"]
+    assert registration["action"] == "user.create"
     assert item["action"] == "diseases.update"
     assert item["actor_id"] == str(patient.id)
     assert item["request_id"] == "change-42"
     assert "Asthma" not in str(item)
+
+
+# Reading the trail is itself recorded (audit.read) ---------------------------------------
+
+
+def test_a_read_of_the_trail_is_recorded_with_what_was_asked_for(
+    api: ApiClient, engine: Engine, trail: list[uuid.UUID]
+) -> None:
+    admin = api.user(Role.ADMIN)
+    start = "2026-03-01T12:01:00Z"
+    r = api.get(
+        f"{AUDIT}?username=alice&action=profile.update&from={start}&limit=2",
+        admin,
+        headers={"X-Request-ID": "audit-read-1"},
+    )
+    assert r.status_code == 200
+    [event] = audit_events(engine, action="audit.read")
+    assert (event["actor_id"], event["actor_username"], event["actor_role"]) == (
+        admin.id,
+        admin.username,
+        "admin",
+    )
+    assert (event["subject_id"], event["subject_username"]) == (None, "alice")
+    assert event["request_id"] == "audit-read-1"
+    assert event["details"] == {
+        "listed": 2,
+        "filters": {"action": "profile.update", "from": "2026-03-01T12:01:00+00:00"},
+    }
+
+
+def test_a_read_of_the_whole_trail_names_no_subject_and_is_read_back(
+    api: ApiClient, engine: Engine, trail: list[uuid.UUID]
+) -> None:
+    admin = api.user(Role.ADMIN)
+    first = _get(api, admin, "?limit=3").json
+    assert "audit.read" not in {item["action"] for item in first["items"]}  # not its own
+    [event] = audit_events(engine, action="audit.read")
+    assert (event["subject_id"], event["subject_username"]) == (None, None)
+    assert event["details"] == {"listed": 3, "filters": {}}
+    # The next admin to look sees who looked before.
+    [seen] = _get(api, admin, "?action=audit.read").json["items"]
+    assert (seen["id"], seen["actor_username"]) == (str(event["id"]), admin.username)
+    # Even a page that shows nothing records that it was asked for.
+    assert _get(api, admin, "?username=nobody").json["items"] == []
+    nobody = audit_events(engine, action="audit.read", subject_username="nobody")
+    assert [e["details"] for e in nobody] == [{"listed": 0, "filters": {}}]
+
+
+def test_a_refused_read_of_the_trail_records_nothing(
+    api: ApiClient, engine: Engine, trail: list[uuid.UUID]
+) -> None:
+    patient, operator, admin = api.user(), api.user(Role.OPERATOR), api.user(Role.ADMIN)
+    demoted = api.user(Role.ADMIN)
+    api.set_stored_role(demoted, Role.PATIENT)
+    refused = [
+        api.get(AUDIT),
+        api.get(AUDIT, patient),
+        api.get(AUDIT, operator),
+        api.get(AUDIT, demoted),
+        api.get(f"{AUDIT}?limit=0", admin),
+        api.get(f"{AUDIT}?cursor=not-a-cursor", admin),
+    ]
+    assert [r.status_code for r in refused] == [401, 403, 403, 403, 422, 400]
+    assert audit_events(engine, action="audit.read") == []

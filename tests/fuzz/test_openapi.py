@@ -243,16 +243,15 @@ def test_core_document_links_every_create_to_what_it_made() -> None:
 
 
 def test_core_api_links_lead_from_creates_to_what_they_made(api: ApiClient, engine: Engine) -> None:
-    """Scenarios of linked calls as an admin, each on an emptied database (and so with an
-    admin of its own: the emptied database holds no session of an earlier one)."""
-    admin: dict[str, str] = {}
+    """Scenarios of linked calls as an admin, each on an emptied database."""
     owners: dict[str, str] = {}
     responses: list[tuple[str, int]] = []
 
     class Workflows(core_schema.as_state_machine()):  # type: ignore[misc]
         def setup(self) -> None:
             truncate_all(engine)  # a scenario replayed must meet the same state
-            admin.update(api.user(Role.ADMIN).headers)
+            # Its admin too: the token of an account that is gone changes nothing.
+            self.admin = api.user(Role.ADMIN)
             owners["user_id"] = str(api.user(Role.PATIENT).id)
             owners["machine_id"] = str(api.machine())
 
@@ -264,12 +263,15 @@ def test_core_api_links_lead_from_creates_to_what_they_made(api: ApiClient, engi
                     item.update((name, owners[name]) for name in owners if name in item)
 
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
-            return {"app": api.app, "headers": admin}
+            return {"app": api.app, "headers": self.admin.headers}
 
         def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
             responses.append((case.operation.label, response.status_code))
             case.validate_response(response, checks=CHECKS)
 
     Workflows.run(settings=settings(fuzz_settings, max_examples=20, stateful_step_count=5))
-    followed = {label for label, status in responses if status < 400}
-    assert "GET /api/v1/users/{user_id}" in followed, sorted(set(responses))
+    # Made-up ids name nothing: an operation on an id that succeeded got it from a link.
+    # Which links a derandomised run follows moves with every change to what the API
+    # answers, so this asks for several, not for one in particular.
+    followed = {label for label, status in responses if status < 400 and "{" in label}
+    assert len(followed) >= 2, sorted(set(responses))

@@ -44,6 +44,14 @@ Password = Annotated[
     StringConstraints(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH),
     Field(description=f"{MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters."),
 ]
+CurrentPassword = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_PASSWORD_LENGTH),
+    Field(
+        description="Your password as it is now: required to change your own `password`, "
+        "ignored otherwise (an admin sets another user's password without it)."
+    ),
+]
 Email = Annotated[EmailStr, StringConstraints(max_length=254)]
 _HTTP_URL = TypeAdapter(AnyHttpUrl)
 
@@ -79,6 +87,7 @@ class UserCreate(RequestModel):
 class UserUpdate(RequestModel):
     email: Kept[Email] = None
     password: Kept[Password] = None
+    current_password: Kept[CurrentPassword] = None
     role: Kept[Role] = None
 
 

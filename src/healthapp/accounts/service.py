@@ -31,15 +31,17 @@ from healthapp.audit import service as audit
 from healthapp.auth import token_store
 from healthapp.auth.passwords import hash_password, verify_against_dummy, verify_password
 from healthapp.auth.revocation import Revocations
-from healthapp.errors import NotFound
+from healthapp.domain.roles import Role
+from healthapp.errors import InvalidInput, NotFound, WrongPassword
 from healthapp.outbox.service import record_changed_users
 from healthapp.pagination import PageQuery
 from healthapp.pagination_sql import paginate_by_time
 from healthapp.request_context import Actor
 from healthapp.unit_of_work import constraint_error, unit_of_work
 
-#: A username's longest (``users.username``, ``audit_events.subject_username``).
+#: The longest username (``User.username``): a login naming a longer one is recorded cut.
 USERNAME_MAX_LENGTH = 32
+
 
 # Users ---------------------------------------------------------------------------------
 
@@ -114,8 +116,19 @@ def list_users(*, session: Session, query: UserListQuery) -> tuple[Sequence[User
     )
 
 
+def get_role(*, session: Session, user_id: uuid.UUID) -> Role | None:
+    """The role stored for ``user_id`` now; ``None`` if there is no such user (one query)."""
+    role = session.scalar(select(User.role).where(User.id == user_id))
+    return Role(role) if role is not None else None
+
+
 def create(*, session: Session, user_in: UserCreate) -> User:
-    """Register a user; a username or email already taken is a conflict."""
+    """Register a user; a username or email already taken is a conflict.
+
+    The ``user.create`` event names the new user as its subject and the actor of the
+    request context as who made it: an admin, the anonymous caller of open registration,
+    or the system (the command line).
+    """
     user = User(
         id=uuid.uuid4(),
         username=user_in.username,
@@ -127,37 +140,64 @@ def create(*, session: Session, user_in: UserCreate) -> User:
         session.add(user)
         session.flush()  # a taken username or email is refused here, before the outbox row
         _record_changed(session, user)
+        _audit(session, "user.create", user, role=user.role)
     return user
 
 
 def update(
-    *, session: Session, user: User, user_in: UserUpdate, revocations: Revocations | None
+    *,
+    session: Session,
+    user: User,
+    user_in: UserUpdate,
+    by_self: bool,
+    revocations: Revocations | None,
 ) -> User:
     """Change a user's email, password or role (the caller checked who may change what).
 
-    A new password or a new role revokes every token of the user on both APIs
-    (``revocations``, SPEC §14): a token must not outlive the password or the role it was
-    given for.
+    A user changing their own password (``by_self``) must give the current one: left out
+    it is invalid input, wrong it is refused as ``WrongPassword``; either way nothing
+    changes. An admin setting another user's password gives none. A new password or a new
+    role revokes every token of the user on both APIs (``revocations``, SPEC §14): a token
+    must not outlive the password or the role it was given for.
     """
-    fields = user_in.model_fields_set
+    fields = {
+        name
+        for name in user_in.model_fields_set - {"current_password"}
+        if getattr(user_in, name) is not None
+    }
+    if by_self and "password" in fields:
+        _check_current_password(user, user_in.current_password)
+    # What tokens issued before this change may no longer carry (known before it is made).
+    password_changed = "password" in fields
+    role_changed = user_in.role is not None and user_in.role.value != user.role
     with unit_of_work(session):
-        revoke_because = None
-        if "email" in fields and user_in.email is not None:
+        if user_in.email is not None:
             user.email = str(user_in.email)
-        if "password" in fields and user_in.password is not None:
+        if password_changed and user_in.password is not None:
             user.password_hash = hash_password(user_in.password)
-            revoke_because = token_store.PASSWORD
-        if "role" in fields and user_in.role is not None and user_in.role.value != user.role:
+        if role_changed and user_in.role is not None:
             user.role = user_in.role.value
-            revoke_because = revoke_because or token_store.ROLE
-        changed = sorted(name for name in fields if getattr(user_in, name) is not None)
         session.flush()  # a taken email is refused here, before the event is recorded
-        if changed:
+        if fields:
             # Field names only: never the new email, password or its hash.
-            _audit(session, "user.update", user, fields=changed)
-        if revoke_because is not None:
-            _revoke_tokens(session, revocations, user, revoke_because)
+            _audit(session, "user.update", user, fields=sorted(fields))
+        if password_changed or role_changed:
+            reason = token_store.PASSWORD if password_changed else token_store.ROLE
+            _revoke_tokens(session, revocations, user, reason)
     return user
+
+
+def _check_current_password(user: User, current_password: str | None) -> None:
+    if current_password is None:
+        raise InvalidInput(
+            "Changing your own password needs your current password.",
+            errors=[{"loc": ["current_password"], "msg": "Field required", "type": "missing"}],
+        )
+    if not verify_password(user.password_hash, current_password):
+        raise WrongPassword(
+            "The current password is wrong.",
+            errors=[{"loc": ["current_password"], "msg": "The current password is wrong."}],
+        )
 
 
 def delete(*, session: Session, user: User, revocations: Revocations | None) -> None:
@@ -173,6 +213,8 @@ def delete(*, session: Session, user: User, revocations: Revocations | None) -> 
 def _revoke_tokens(
     session: Session, revocations: Revocations | None, user: User, reason: str
 ) -> None:
+    """End every session of ``user`` (Redis first: a revocation that cannot be written
+    refuses the change), recorded as ``auth.revoked``."""
     ended = token_store.revoke_user(
         session=session,
         revocations=revocations,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from apiflask import APIBlueprint
-from flask import current_app
+from flask import Response, current_app, g, request
 
 from healthapp.accounts import service
 from healthapp.accounts.models import User
@@ -25,17 +26,23 @@ from healthapp.accounts.schemas import (
 )
 from healthapp.auth import policy
 from healthapp.auth.access import (
+    bearer_token,
     current_principal,
     optional_principal,
+    principal_from_token,
     public,
     requires,
     token_checks,
 )
+from healthapp.auth.policy import Principal
+from healthapp.auth.privileged import privileged
 from healthapp.database import db
 from healthapp.domain.roles import Role
+from healthapp.errors import WrongPassword
 from healthapp.extensions import limiter
 from healthapp.pagination import PageQuery
-from healthapp.problems import not_found
+from healthapp.problems import Problem, not_found
+from healthapp.request_context import Actor, set_actor
 from healthapp.request_parsing import json_body, query_args
 
 bp = APIBlueprint("accounts", __name__, url_prefix="/api/v1/users", tag="Users")
@@ -72,6 +79,67 @@ def _created_by_admin() -> bool:
     return user is not None and user.role == Role.ADMIN
 
 
+def _token_caller(*, strict: bool) -> Principal | None:
+    """The caller whose token came with a request to a public view, if any; a bad token is
+    a 401 when ``strict``, and otherwise as good as none."""
+    if bearer_token() is None:
+        return None
+    try:
+        return principal_from_token()
+    except Problem:
+        if strict:
+            raise
+        return None
+
+
+def _act_as(principal: Principal) -> None:
+    """Record what follows as done by ``principal`` (``@requires`` does this for its views)."""
+    set_actor(
+        Actor(
+            id=principal.id,
+            username=principal.username,
+            role=principal.role.value,
+            request_id=g.get("request_id"),
+        )
+    )
+
+
+def _registers_staff(body: UserCreate) -> bool:
+    return policy.registers_staff(body.role)
+
+
+def _changes_a_role_or_another_user(user_id: uuid.UUID, body: UserUpdate) -> bool:
+    changes_role = "role" in body.model_fields_set
+    return policy.is_privileged_change(current_principal(), user_id, changes_role=changes_role)
+
+
+def _of_another_user(user_id: uuid.UUID, **_: Any) -> bool:
+    return policy.is_privileged_change(current_principal(), user_id)
+
+
+# Wrong current passwords, counted per account: a stolen access token must not be a way to
+# guess the password it was issued for (and so outlive its revocation).
+
+
+def _current_password_limit() -> str:
+    return str(current_app.config["CURRENT_PASSWORD_RATE_LIMIT_PER_USER"])
+
+
+def _current_password_key() -> str:
+    return f"current-password:{(request.view_args or {}).get('user_id')}"
+
+
+def _not_own_account() -> bool:
+    # Only a user changing their own account gives a current password: nobody else's
+    # request is held up by that account's wrong guesses.
+    principal: Principal | None = g.get("principal")
+    return principal is None or principal.id != (request.view_args or {}).get("user_id")
+
+
+def _guessed_wrong(_response: Response) -> bool:
+    return bool(g.get("wrong_current_password"))
+
+
 # Users ---------------------------------------------------------------------------------
 
 
@@ -92,10 +160,19 @@ def list_users(query: UserListQuery) -> UserPage:
 @bp.doc(responses=[*_ERRORS, 403, 409, 429])
 @public
 @json_body(UserCreate)
+@privileged(policy.REGISTER_STAFF, when=_registers_staff)
 def create_user(body: UserCreate) -> UserRead:
-    """Register a patient; an admin's token may register any role."""
-    if body.role is not Role.PATIENT:  # a patient registers without a token
-        policy.require_register(optional_principal(), body.role)
+    """Register a patient; an admin's token may register any role.
+
+    A patient registers without a token. Any other role needs the token of a user who is
+    an admin now: a token whose account was deleted since is a 401, one whose account is
+    no longer an admin a 403. The ``user.create`` audit event names who did it: the
+    caller whose valid token came with the request, else the anonymous caller.
+    """
+    caller = _token_caller(strict=body.role is not Role.PATIENT)
+    policy.require_register(caller, body.role)
+    if caller is not None:
+        _act_as(caller)
     return UserRead.model_validate(service.create(session=db.session, user_in=body))
 
 
@@ -108,27 +185,64 @@ def get_user(user_id: uuid.UUID) -> UserRead:
     return UserRead.model_validate(_visible_user(user_id))
 
 
+_UPDATE_RESPONSES: dict[int | str, Any] = {
+    400: "The body is not valid JSON.",
+    401: "No valid access token, or its account no longer exists (for an admin's change).",
+    403: "Not allowed: another user's account or a role (admins only, as stored now), "
+    "or a wrong `current_password`.",
+    404: "No such user, or one the caller may not see.",
+    409: "The email address is taken.",
+    415: "The body is not JSON.",
+    422: "A field is invalid, or `current_password` is missing from a change of your own password.",
+    429: "Too many wrong current passwords for this account; retry after Retry-After.",
+}
+
+
 @bp.patch("/<uuid:user_id>")
 @bp.output(UserRead)
-@bp.doc(responses=[*_ERRORS, 403, 409])
+@bp.doc(responses=_UPDATE_RESPONSES)
 @requires(policy.ALL_ROLES)
+# Below @requires: the limit applies to the account's own user, whom @requires identifies.
+@limiter.limit(
+    _current_password_limit,
+    key_func=_current_password_key,
+    scope="current-password",
+    exempt_when=_not_own_account,
+    deduct_when=_guessed_wrong,
+)
 @json_body(UserUpdate)
+@privileged(policy.CHANGE_OTHER_USERS, when=_changes_a_role_or_another_user)
 def update_user(user_id: uuid.UUID, body: UserUpdate) -> UserRead:
-    """Change a user's email or password; an admin may change the role too."""
+    """Change a user's email or password; an admin may change the role too.
+
+    Changing your own password needs ``current_password`` (missing: 422; wrong: 403, and
+    each wrong one counts against CURRENT_PASSWORD_RATE_LIMIT_PER_USER, past which the
+    account's own changes get 429). An admin sets another user's password without it.
+    Changing another user or a role is checked against the caller's role as stored now,
+    not only as the token says.
+    """
     user = _visible_user(user_id)
-    policy.require_change_user(
-        current_principal(), user.id, changes_role="role" in body.model_fields_set
-    )
-    updated = service.update(
-        session=db.session, user=user, user_in=body, revocations=token_checks().revocations
-    )
-    return UserRead.model_validate(updated)
+    principal = current_principal()
+    policy.require_change_user(principal, user.id, changes_role="role" in body.model_fields_set)
+    try:
+        changed = service.update(
+            session=db.session,
+            user=user,
+            user_in=body,
+            by_self=principal.id == user.id,
+            revocations=token_checks().revocations,
+        )
+    except WrongPassword:
+        g.wrong_current_password = True  # counted by the limit above
+        raise
+    return UserRead.model_validate(changed)
 
 
 @bp.delete("/<uuid:user_id>")
 @bp.output({}, status_code=204)
 @bp.doc(responses=[401, 403, 404])
 @requires(policy.ALL_ROLES)
+@privileged(policy.CHANGE_OTHER_USERS, when=_of_another_user)
 def delete_user(user_id: uuid.UUID) -> tuple[str, int]:
     """Delete a user with their profile, diseases, check-ups and report (self or admin)."""
     user = _visible_user(user_id)
@@ -165,6 +279,7 @@ def get_profile(user_id: uuid.UUID) -> ProfileRead:
 @bp.output(ProfileRead, status_code=201)
 @bp.doc(responses=[*_ERRORS, 403, 409])
 @requires(policy.ALL_ROLES)
+@privileged(policy.CHANGE_OTHER_USERS, when=_of_another_user)
 @json_body(ProfileCreate)
 def create_profile(user_id: uuid.UUID, body: ProfileCreate) -> ProfileRead:
     """Create a user's profile (409 if one exists)."""
@@ -177,6 +292,7 @@ def create_profile(user_id: uuid.UUID, body: ProfileCreate) -> ProfileRead:
 @bp.output(ProfileRead)
 @bp.doc(responses=[*_ERRORS, 403])
 @requires(policy.ALL_ROLES)
+@privileged(policy.CHANGE_OTHER_USERS, when=_of_another_user)
 @json_body(ProfileUpdate)
 def update_profile(user_id: uuid.UUID, body: ProfileUpdate) -> ProfileRead:
     """Change a user's profile; ``null`` clears a field."""
@@ -189,6 +305,7 @@ def update_profile(user_id: uuid.UUID, body: ProfileUpdate) -> ProfileRead:
 @bp.output({}, status_code=204)
 @bp.doc(responses=[401, 403, 404])
 @requires(policy.ALL_ROLES)
+@privileged(policy.CHANGE_OTHER_USERS, when=_of_another_user)
 def delete_profile(user_id: uuid.UUID) -> tuple[str, int]:
     """Delete a user's profile."""
     user = _profile_owner(user_id, write=True)
@@ -217,6 +334,7 @@ def list_diseases(user_id: uuid.UUID, query: PageQuery) -> DiseasePage:
 @bp.output(DiseaseRead, status_code=201)
 @bp.doc(responses=[*_ERRORS, 403])
 @requires(policy.ALL_ROLES)
+@privileged(policy.CHANGE_OTHER_USERS, when=_of_another_user)
 @json_body(DiseaseCreate)
 def create_disease(user_id: uuid.UUID, body: DiseaseCreate) -> DiseaseRead:
     """Record a disease for a user."""
@@ -242,6 +360,7 @@ def get_disease(user_id: uuid.UUID, disease_id: uuid.UUID) -> DiseaseRead:
 @bp.output(DiseaseRead)
 @bp.doc(responses=[*_ERRORS, 403])
 @requires(policy.ALL_ROLES)
+@privileged(policy.CHANGE_OTHER_USERS, when=_of_another_user)
 @json_body(DiseaseUpdate)
 def update_disease(user_id: uuid.UUID, disease_id: uuid.UUID, body: DiseaseUpdate) -> DiseaseRead:
     """Change one of a user's diseases."""
@@ -256,6 +375,7 @@ def update_disease(user_id: uuid.UUID, disease_id: uuid.UUID, body: DiseaseUpdat
 @bp.output({}, status_code=204)
 @bp.doc(responses=[401, 403, 404])
 @requires(policy.ALL_ROLES)
+@privileged(policy.CHANGE_OTHER_USERS, when=_of_another_user)
 def delete_disease(user_id: uuid.UUID, disease_id: uuid.UUID) -> tuple[str, int]:
     """Delete one of a user's diseases."""
     user = _profile_owner(user_id, write=True)

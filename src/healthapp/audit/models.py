@@ -18,8 +18,9 @@ from healthapp.request_context import Actor
 #: What an action looks like: dotted lower-case words (``report.read``).
 ACTION_PATTERN = r"^[a-z_]+(\.[a-z_]+)+$"
 
-#: The only keys ``details`` may carry: counts, ids, field names, change kinds and the
-#: client address of a login. A health value, a password or a token has no key here, so it
+#: The only keys ``details`` may carry: counts, ids, field names, change kinds, the client
+#: address of a login, why tokens were revoked, a new account's role and the filters a read
+#: of the trail asked for. A health value, a password or a token has no key here, so it
 #: cannot be recorded by mistake.
 DETAIL_KEYS = frozenset(
     {
@@ -34,6 +35,8 @@ DETAIL_KEYS = frozenset(
         "listed",
         "reason",
         "sessions",
+        "role",
+        "filters",
     }
 )
 

@@ -9,6 +9,7 @@ a read, committed at once. The actor and the request id come from the request co
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Table, insert, select
@@ -53,13 +54,20 @@ def record_read(*, session: Session, action: str, subjects: Iterable[Subject]) -
 def list_events(
     *, session: Session, query: AuditEventListQuery
 ) -> tuple[Sequence[AuditEvent], str | None]:
-    """A page of events, newest first, filtered as the query asks."""
+    """A page of events, newest first, filtered as the query asks; the read is recorded.
+
+    Its ``audit.read`` event names what was asked for: the subject is the username filtered
+    on (none for the whole trail), ``details`` the other filters and how many events were
+    shown. It is recorded even for an empty page, since asking is what it records, and
+    committed before the page is returned (and after it was read: a page never shows its
+    own read).
+    """
     stmt = select(AuditEvent)
     if query.username is not None:
         stmt = stmt.where(AuditEvent.subject_username == query.username)
     if query.action is not None:
         stmt = stmt.where(AuditEvent.action == query.action)
-    return paginate_by_time(
+    events, next_cursor = paginate_by_time(
         session=session,
         stmt=stmt,
         time_column=AuditEvent.occurred_at,
@@ -70,3 +78,11 @@ def list_events(
         since=query.from_,
         until=query.to,
     )
+    filters = {
+        name: value.isoformat() if isinstance(value, datetime) else value
+        for name, value in (("action", query.action), ("from", query.from_), ("to", query.to))
+        if value is not None
+    }
+    subject = Subject(None, query.username, {"listed": len(events), "filters": filters})
+    record_read(session=session, action="audit.read", subjects=[subject])
+    return events, next_cursor

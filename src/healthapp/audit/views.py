@@ -8,6 +8,7 @@ from healthapp.audit import service
 from healthapp.audit.schemas import AuditEventListQuery, AuditEventPage, AuditEventRead
 from healthapp.auth import policy
 from healthapp.auth.access import requires
+from healthapp.auth.privileged import privileged
 from healthapp.database import db
 from healthapp.request_parsing import query_args
 
@@ -18,6 +19,7 @@ bp = APIBlueprint("audit", __name__, url_prefix="/api/v1/audit", tag="Audit")
 @bp.output(AuditEventPage)
 @bp.doc(responses=[400, 401, 403, 422])
 @requires(policy.READ_AUDIT_TRAIL)
+@privileged(policy.READ_AUDIT_TRAIL)
 @query_args(AuditEventListQuery)
 def list_events(query: AuditEventListQuery) -> AuditEventPage:
     """The audit trail (admin), newest first; ``from`` is inclusive, ``to`` exclusive.

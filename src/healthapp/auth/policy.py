@@ -23,6 +23,9 @@ LIST_USERS = STAFF
 CHANGE_MACHINES = ADMIN_ONLY  # register, change, retire, delete
 DELETE_CHECKUPS = ADMIN_ONLY  # a correction is a delete and a new upload
 READ_AUDIT_TRAIL = ADMIN_ONLY
+# Who makes the account changes that are not self-service.
+REGISTER_STAFF = ADMIN_ONLY  # a user of a role other than patient
+CHANGE_OTHER_USERS = ADMIN_ONLY  # another user's account or health data, or any role
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,19 @@ def require_register(principal: Principal | None, role: Role) -> None:
     """Anyone registers a patient; only an admin registers another role."""
     if role is not Role.PATIENT and (principal is None or principal.role is not Role.ADMIN):
         raise NotAllowed("Only an admin may register a user with a role other than patient.")
+
+
+def registers_staff(role: Role) -> bool:
+    """Whether registering a user of ``role`` is privileged (``REGISTER_STAFF``)."""
+    return role is not Role.PATIENT
+
+
+def is_privileged_change(
+    principal: Principal, user_id: uuid.UUID, *, changes_role: bool = False
+) -> bool:
+    """Whether a change of ``user_id``'s account or data is privileged
+    (``CHANGE_OTHER_USERS``): it is someone else's, or it sets a role."""
+    return changes_role or principal.id != user_id
 
 
 def require_change_user(

@@ -14,6 +14,7 @@ from flask import Response, current_app, request
 
 from healthapp.auth import policy
 from healthapp.auth.access import current_principal, requires
+from healthapp.auth.privileged import privileged
 from healthapp.checkups import ingest, service
 from healthapp.checkups.schemas import (
     BulkParse,
@@ -222,6 +223,7 @@ def get_checkup(checkup_id: uuid.UUID) -> CheckupRead:
 @bp.output({}, status_code=204)
 @bp.doc(responses=[401, 403, 404])
 @requires(policy.DELETE_CHECKUPS)
+@privileged(policy.DELETE_CHECKUPS)
 def delete_checkup(checkup_id: uuid.UUID) -> tuple[str, int]:
     """Delete a check-up (admin); corrections are a delete and a new upload."""
     service.delete(session=db.session, checkup_id=checkup_id)

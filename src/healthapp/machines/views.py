@@ -8,6 +8,7 @@ from apiflask import APIBlueprint
 
 from healthapp.auth import policy
 from healthapp.auth.access import requires
+from healthapp.auth.privileged import privileged
 from healthapp.database import db
 from healthapp.machines import service
 from healthapp.machines.models import Machine
@@ -48,6 +49,7 @@ def list_machines(query: MachineListQuery) -> MachinePage:
 @bp.output(MachineRead, status_code=201)
 @bp.doc(responses=[400, 401, 403, 409, 415, 422])
 @requires(policy.CHANGE_MACHINES)
+@privileged(policy.CHANGE_MACHINES)
 @json_body(MachineCreate)
 def create_machine(body: MachineCreate) -> MachineRead:
     """Register a machine (admin)."""
@@ -67,6 +69,7 @@ def get_machine(machine_id: uuid.UUID) -> MachineRead:
 @bp.output(MachineRead)
 @bp.doc(responses=[400, 401, 403, 404, 409, 415, 422])
 @requires(policy.CHANGE_MACHINES)
+@privileged(policy.CHANGE_MACHINES)
 @json_body(MachineUpdate)
 def update_machine(machine_id: uuid.UUID, body: MachineUpdate) -> MachineRead:
     """Change a machine (admin); ``{"active": false}`` retires it."""
@@ -80,6 +83,7 @@ def update_machine(machine_id: uuid.UUID, body: MachineUpdate) -> MachineRead:
 @bp.output({}, status_code=204)
 @bp.doc(responses=[401, 403, 404, 409])
 @requires(policy.CHANGE_MACHINES)
+@privileged(policy.CHANGE_MACHINES)
 def delete_machine(machine_id: uuid.UUID) -> tuple[str, int]:
     """Delete a machine no check-up references (admin)."""
     service.delete(session=db.session, machine=_machine_or_404(machine_id))
