@@ -177,16 +177,18 @@ def mfa_reset(username: str) -> None:
     settings = _settings_or_exit()
     with ExitStack() as stack:
         from healthapp.accounts import service as accounts
+        from healthapp.auth.revocation import Revocations
         from healthapp.mfa import service
 
-        settings = settings.model_copy(update={"DATABASE_URL": _database_url(stack, settings)})
-        engine = bootstrap.engine(settings)
-        stack.callback(engine.dispose)
+        engine, client = _stores(stack, settings)
+        revocations = Revocations(
+            client, retention_seconds=int(settings.JWT_REFRESH_TOKEN_EXPIRES.total_seconds())
+        )
         with bootstrap.session_factory(engine)() as session:
             user = accounts.get_by_username(session=session, username=username.lower())
             if user is None:
                 raise click.ClickException(f"no user is called {username}")
-            removed = service.reset(session=session, user=user)
+            removed = service.reset(session=session, user=user, revocations=revocations)
     if not removed:
         raise click.ClickException(f"{user.username} has no second factor; nothing to reset")
     click.echo(

@@ -168,7 +168,8 @@ def test_a_password_change_revokes_every_token_of_the_user(
         assert _opens_both(core, reports, user) == (401, 401)
         assert_problem(core.post(REFRESH, headers=_bearer(user.refresh_token)), 401)
     [event] = _events(engine, "auth.revoked", patient.username)
-    assert event["details"] == {"reason": "password_changed", "sessions": 2}
+    # Three: the factory's session of the new user, and the two signed in here.
+    assert event["details"] == {"reason": "password_changed", "sessions": 3}
     # Signed in again with the new password, the same second: the new tokens work.
     assert _opens_both(core, reports, _signed_in(core, patient, new_password)) == (200, 200)
 
@@ -222,6 +223,22 @@ def test_revocations_are_one_redis_hash_that_expires(
     assert redis_client.hkeys(key) == [f"f:{family}".encode()]
     refresh_lifetime = apps[0].config["JWT_REFRESH_TOKEN_EXPIRES"].total_seconds()
     assert refresh_lifetime < redis_client.ttl(key) <= refresh_lifetime + 60
+
+
+def test_a_redis_that_lost_its_data_gets_the_ended_sessions_back_from_the_sync(
+    core: ApiClient,
+    reports: Any,
+    patient: TestUser,
+    engine: Engine,
+    redis_client: redis.Redis,
+) -> None:
+    assert core.post(LOGOUT, headers=_bearer(patient.access_token)).status_code == 204
+    redis_client.flushdb()  # restarted empty: the reports and the revocations are gone
+    run_incremental_sync(engine=engine, redis_client=redis_client)  # rebuilds by itself
+    path = f"/api/v1/users/{patient.username}/"
+    assert_problem(reports.get(path, headers=_bearer(patient.access_token)), 401)
+    fresh = _signed_in(core, patient)
+    assert reports.get(path, headers=_bearer(fresh.access_token)).status_code == 200
 
 
 def test_the_core_api_checks_postgresql_while_redis_cannot_answer(

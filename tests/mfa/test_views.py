@@ -259,6 +259,24 @@ def test_a_lost_authenticator_is_replaced_with_a_recovery_code(api: ApiClient) -
     _assert_second_factor_required(begin(api, old.user, old.recovery_codes[3]))  # used up
 
 
+def test_a_replaced_authenticator_ends_every_session_begun_with_the_old_one(
+    api: ApiClient, engine: Engine
+) -> None:
+    old = enrol(api, api.user(Role.OPERATOR))
+    signed_in = login(api, old.user, code_at(old.secret, 1)).json
+    assert api.get("/api/v1/users/", headers=_bearer(signed_in["access_token"])).status_code == 200
+    enrol(api, old.user, code=old.recovery_codes[0])
+    assert_problem(api.get("/api/v1/users/", headers=_bearer(signed_in["access_token"])), 401)
+    refreshed = api.post("/api/v1/auth/refresh", headers=_bearer(signed_in["refresh_token"]))
+    assert_problem(refreshed, 401)
+    [revoked] = _events(engine, "auth.revoked")
+    assert revoked.details == {"reason": "second_factor_changed", "sessions": 2}
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 def test_enrolment_is_audited_as_the_user(api: ApiClient, engine: Engine) -> None:
     enrolled = enrol(api, api.user(Role.OPERATOR))
     events = _events(engine, "mfa.enrol")

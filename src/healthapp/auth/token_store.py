@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from healthapp.auth.models import TokenFamily
@@ -34,6 +34,7 @@ REPLAY = "refresh_replayed"
 PASSWORD = "password_changed"  # noqa: S105 (a reason, not a password)
 ROLE = "role_changed"
 DELETION = "user_deleted"
+SECOND_FACTOR = "second_factor_changed"
 _NOT_REVOKED = (
     "The sign-out could not be recorded everywhere (Redis is unreachable); nothing changed."
 )
@@ -146,15 +147,20 @@ def is_revoked(*, session: Session, claims: TokenClaims) -> bool:
     return user_id != claims.principal.id or revoked_at is not None
 
 
-def republish(*, session: Session, revocations: Revocations) -> int:
-    """Write every ended, unexpired session to Redis again (after Redis lost its data); the
-    number written."""
-    rows = session.execute(
-        select(TokenFamily.user_id, TokenFamily.username, TokenFamily.id).where(
-            TokenFamily.revoked_at.is_not(None), TokenFamily.expires_at > func.now()
-        )
+def republish(*, connection: Connection | Session, redis_client: redis.Redis) -> int:
+    """Write every ended, unexpired session to Redis again, for a Redis that lost its data
+    (the sync's watermark finds that out); the number written. Every revocation ends the
+    sessions it revokes, so the ended sessions are all a lost revocation was."""
+    rows = connection.execute(
+        select(
+            TokenFamily.user_id,
+            TokenFamily.username,
+            TokenFamily.id,
+            func.extract("epoch", TokenFamily.expires_at - func.now()),
+        ).where(TokenFamily.revoked_at.is_not(None), TokenFamily.expires_at > func.now())
     ).all()
-    for user_id, username, family in rows:
+    for user_id, username, family, remaining in rows:
+        revocations = Revocations(redis_client, retention_seconds=int(remaining))
         revocations.revoke_families(user_id=user_id, username=username, families=[family])
     return len(rows)
 

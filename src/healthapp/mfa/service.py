@@ -23,7 +23,9 @@ from sqlalchemy.orm import Session
 
 from healthapp.accounts.models import User
 from healthapp.audit import service as audit
+from healthapp.auth import token_store
 from healthapp.auth.policy import STAFF
+from healthapp.auth.revocation import Revocations
 from healthapp.domain.roles import Role
 from healthapp.errors import (
     Conflict,
@@ -131,9 +133,18 @@ def begin_enrolment(
     )
 
 
-def confirm_enrolment(*, session: Session, user: User, code: str, box: SecretBox) -> list[str]:
+def confirm_enrolment(
+    *,
+    session: Session,
+    user: User,
+    code: str,
+    box: SecretBox,
+    revocations: Revocations | None,
+) -> list[str]:
     """Make the authenticator being enrolled the account's, proven by a code it shows; the
-    new recovery codes, returned this once (earlier ones stop working)."""
+    new recovery codes, returned this once (earlier ones stop working). One that replaces
+    an authenticator signs the account out everywhere (``revocations``): sessions begun
+    with the old one, perhaps by whoever took it, end with it."""
     _require_staff(user)
     now = time.time()
     with unit_of_work(session):
@@ -171,12 +182,15 @@ def confirm_enrolment(*, session: Session, user: User, code: str, box: SecretBox
             for recovery_code in recovery_codes
         )
         _audit(session, "mfa.enrol", user, change=change)
+        if change == "replace":
+            _revoke_tokens(session, revocations, user)
     return recovery_codes
 
 
-def reset(*, session: Session, user: User) -> bool:
-    """Remove the user's authenticator and recovery codes (the user lost both); whether
-    there was one. The user enrols again with the password alone."""
+def reset(*, session: Session, user: User, revocations: Revocations | None) -> bool:
+    """Remove the user's authenticator and recovery codes (the user lost both), and end
+    every session of theirs (``revocations``); whether there was one. The user enrols again
+    with the password alone."""
     with unit_of_work(session):
         removed = session.execute(
             delete(TotpFactor).where(TotpFactor.user_id == user.id).returning(TotpFactor.user_id)
@@ -188,7 +202,27 @@ def reset(*, session: Session, user: User) -> bool:
                 action="mfa.reset",
                 subjects=[audit.Subject(user.id, user.username)],
             )
+            _revoke_tokens(session, revocations, user)
     return removed is not None
+
+
+def _revoke_tokens(session: Session, revocations: Revocations | None, user: User) -> None:
+    ended = token_store.revoke_user(
+        session=session,
+        revocations=revocations,
+        user_id=user.id,
+        username=user.username,
+        reason=token_store.SECOND_FACTOR,
+    )
+    audit.record(
+        session=session,
+        action="auth.revoked",
+        subjects=[
+            audit.Subject(
+                user.id, user.username, {"reason": token_store.SECOND_FACTOR, "sessions": ended}
+            )
+        ],
+    )
 
 
 # Checking a code -----------------------------------------------------------------------

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from healthapp.accounts import service as accounts
 from healthapp.accounts.models import User
-from healthapp.auth.access import public, unauthorized
+from healthapp.auth.access import public, token_checks, unauthorized
 from healthapp.auth.login_limits import login_limits
 from healthapp.database import db
 from healthapp.mfa import service
@@ -109,6 +109,10 @@ def confirm_totp(body: ConfirmationCreate) -> tuple[RecoveryCodesRead, int, dict
     account signs in with its codes. Answers the recovery codes, this once."""
     user = _authenticated(body.username, body.password)
     recovery_codes = service.confirm_enrolment(
-        session=db.session, user=user, code=body.code, box=_box()
+        session=db.session,
+        user=user,
+        code=body.code,
+        box=_box(),
+        revocations=token_checks().revocations,
     )
     return RecoveryCodesRead(recovery_codes=recovery_codes), 200, _NO_STORE

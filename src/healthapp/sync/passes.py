@@ -29,6 +29,7 @@ import redis
 import structlog
 from sqlalchemy import BigInteger, Connection, Engine, bindparam, func, select
 
+from healthapp.auth import token_store
 from healthapp.domain.report_codec import ReportDocument
 from healthapp.domain.sync_stats import NO_GENERATION, OLD_LAYOUT
 from healthapp.sync.claims import (
@@ -217,6 +218,10 @@ def full_rebuild(
                     stats.skipped = True
                     return stats
                 _log_reason(watermarks)
+                # What Redis lost may be revocations too: the ended sessions go back first.
+                republished = token_store.republish(connection=conn, redis_client=redis_client)
+                conn.commit()
+                log.info("ended sessions written to Redis again", sessions=republished)
             generation = next_generation(redis_client=redis_client)
             stats.generation = generation
             drop_generations(redis_client=redis_client, keep=None, only=generation)
