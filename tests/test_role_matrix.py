@@ -25,7 +25,14 @@ ROLES = [Role.PATIENT, Role.OPERATOR, Role.ADMIN]
 #: change must confirm the caller's stored role (``@privileged``), on every request or when
 #: it is privileged: a route added later fails the check below until it is one or the other.
 ORDINARY_CHANGES = frozenset(
-    {"POST /api/v1/auth/token", "POST /api/v1/auth/refresh", "POST /api/v1/checkups/"}
+    {
+        "POST /api/v1/auth/token",
+        "POST /api/v1/auth/refresh",
+        "POST /api/v1/auth/logout",  # one's own session
+        "POST /api/v1/auth/mfa/totp",  # one's own authenticator, proven by the password
+        "POST /api/v1/auth/mfa/totp/confirm",
+        "POST /api/v1/checkups/",
+    }
 )
 PRIVILEGED_ALWAYS = [c for c in CASES if c.privileged_roles and not c.privileged_sometimes]
 #: Changes of one user's account or data: privileged when the user is someone else.

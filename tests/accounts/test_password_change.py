@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -26,6 +27,12 @@ WRONG = "not-my-password"
 def _login(api: ApiClient, user: TestUser, password: str) -> int:
     body = {"username": user.username, "password": password}
     return api.post("/api/v1/auth/token", json=body).status_code
+
+
+def _signed_in_again(api: ApiClient, user: TestUser, password: str) -> TestUser:
+    body = {"username": user.username, "password": password}
+    tokens = api.post("/api/v1/auth/token", json=body).json
+    return replace(user, access_token=tokens["access_token"], refresh_token=tokens["refresh_token"])
 
 
 def _change(api: ApiClient, user: TestUser, as_: TestUser, **body: Any) -> Any:
@@ -190,6 +197,7 @@ def test_right_current_passwords_and_other_refusals_are_not_counted(
     for current, new in itertools.pairwise(passwords):
         response = _change(api, patient, patient, password=new, current_password=current)
         assert response.status_code == 200, response.json
+        patient = _signed_in_again(api, patient, new)  # the change ended every session
     for _ in range(3):  # a missing current password is invalid input, not a guess
         assert_problem(_change(api, patient, patient, password=NEW_PASSWORD), 422)
         assert_problem(_change(api, patient, patient, role="admin"), 403)
