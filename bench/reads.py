@@ -49,7 +49,11 @@ def create_baseline_app() -> Any:
     """The Reports API's path answered from PostgreSQL on each request (gunicorn target)."""
     from flask import Response
 
+    from healthapp import bootstrap
     from healthapp.auth.access import ALL_ROLES, current_principal, requires
+    from healthapp.auth.keys import verifying_keys
+    from healthapp.auth.revocation import Revocations
+    from healthapp.config import load_settings
     from healthapp.database import make_engine, register_errorhandlers
     from healthapp.domain.report_codec import R_ID, R_TAKEN_AT, decode_chunk
     from healthapp.domain.report_render import report_body
@@ -57,9 +61,19 @@ def create_baseline_app() -> Any:
     from healthapp.pagination import encode_cursor
     from healthapp.problems import not_found
     from healthapp.sync.sources import build_reports
-    from healthapp.webapp import new_api, register_health
+    from healthapp.webapp import new_api, register_health, register_token_checks
 
-    app = new_api(__name__, title="Reports from PostgreSQL (baseline)", api_name="baseline")
+    settings = load_settings()
+    app = new_api(
+        __name__, title="Reports from PostgreSQL (baseline)", api_name="baseline", settings=settings
+    )
+    # Tokens checked as the Reports API checks them: the public keys, revocations in Redis.
+    revocations = (
+        Revocations(bootstrap.redis_client(settings), retention_seconds=3600)
+        if settings.REDIS_URL
+        else None
+    )
+    register_token_checks(app, verifying_keys(settings), revocations=revocations)
     engine = make_engine(app.config["DATABASE_URL"], pool_size=8)
     register_errorhandlers(app)
     limit = 50

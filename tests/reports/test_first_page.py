@@ -464,3 +464,22 @@ def test_a_head_of_a_report_records_no_read_on_either_path(
     reports.get("/api/v1/users/", headers=bearer(operator, **{"X-Request-ID": "head-4"}))
     entries = redis_client.xrange(STREAM_KEY)
     assert [f[b"request_id"] for _, f in entries] == [b"head-1", b"head-3", b"head-4"]
+
+
+def test_the_fast_path_checks_revocation_with_one_command_in_the_pages_round_trip(
+    api, engine, sync, reports, reports_app, redis_client
+):
+    patient = api.user()
+    add_checkups(api, engine, patient, 3)
+    sync()
+    path = f"/api/v1/users/{patient.username}/"
+    with flask_requests(reports_app) as through_flask:
+        assert reports.get(path, headers=bearer(patient)).status_code == 200  # verified
+        redis_client.config_resetstat()
+        for _ in range(10):
+            assert reports.get(path, headers=bearer(patient)).status_code == 200
+    assert len(through_flask) == 1  # the ten were answered by the fast path
+    stats = redis_client.info("commandstats")
+    calls = {name: entry["calls"] for name, entry in stats.items() if name != "cmdstat_config"}
+    # Per request: the page with its owner, the revocation check, and the read's audit event.
+    assert calls == {"cmdstat_hmget": 20, "cmdstat_xadd": 10}
