@@ -26,6 +26,7 @@ from healthapp.accounts.schemas import (
 )
 from healthapp.auth import policy
 from healthapp.auth.access import (
+    act_as,
     bearer_token,
     current_principal,
     optional_principal,
@@ -42,7 +43,6 @@ from healthapp.errors import WrongPassword
 from healthapp.extensions import limiter
 from healthapp.pagination import PageQuery
 from healthapp.problems import Problem, not_found
-from healthapp.request_context import Actor, set_actor
 from healthapp.request_parsing import json_body, query_args
 
 bp = APIBlueprint("accounts", __name__, url_prefix="/api/v1/users", tag="Users")
@@ -90,18 +90,6 @@ def _token_caller(*, strict: bool) -> Principal | None:
         if strict:
             raise
         return None
-
-
-def _act_as(principal: Principal) -> None:
-    """Record what follows as done by ``principal`` (``@requires`` does this for its views)."""
-    set_actor(
-        Actor(
-            id=principal.id,
-            username=principal.username,
-            role=principal.role.value,
-            request_id=g.get("request_id"),
-        )
-    )
 
 
 def _registers_staff(body: UserCreate) -> bool:
@@ -172,7 +160,7 @@ def create_user(body: UserCreate) -> UserRead:
     caller = _token_caller(strict=body.role is not Role.PATIENT)
     policy.require_register(caller, body.role)
     if caller is not None:
-        _act_as(caller)
+        act_as(caller)
     return UserRead.model_validate(service.create(session=db.session, user_in=body))
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "Principal",
     "TokenChecks",
     "VerifiedTokens",
+    "act_as",
     "bearer_token",
     "current_claims",
     "current_principal",
@@ -184,6 +185,19 @@ def current_principal() -> Principal:
     return principal
 
 
+def act_as(principal: Principal) -> None:
+    """Record what follows in this request as done by ``principal`` (``@requires`` does it
+    for its views; a public view does it for a caller whose token came along)."""
+    set_actor(
+        Actor(
+            id=principal.id,
+            username=principal.username,
+            role=principal.role.value,
+            request_id=g.get("request_id"),
+        )
+    )
+
+
 def requires(roles: frozenset[Role], *, refresh: bool = False) -> Callable[[F], F]:
     """Admit callers whose access token carries one of ``roles``; 401 without one, 403 else."""
 
@@ -194,14 +208,7 @@ def requires(roles: frozenset[Role], *, refresh: bool = False) -> Callable[[F], 
             if principal.role not in roles:
                 raise Problem(403, "Your role may not do this.")
             g.principal = principal
-            set_actor(
-                Actor(
-                    id=principal.id,
-                    username=principal.username,
-                    role=principal.role.value,
-                    request_id=g.get("request_id"),
-                )
-            )
+            act_as(principal)
             return view(*args, **kwargs)
 
         wrapper.allowed_roles = roles  # type: ignore[attr-defined]
