@@ -14,6 +14,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,11 @@ from healthapp.app import create_app
 from healthapp.config import Testing
 from healthapp.database import make_engine, sqlalchemy_url
 from healthapp.migrate import upgrade
+from healthapp.supervisor import worker_with_beat_command
 from tests.conftest import _admin_conninfo
 from tests.factories import ApiClient
 from tests.faults.servers import OwnedPostgres, OwnedRedis
+from tests.processes import stop
 
 #: Every ``healthapp`` command a test runs is killed past this many seconds.
 COMMAND_TIMEOUT_SECONDS = 60
@@ -118,6 +121,26 @@ def command_env(database_url: str, redis_url: str) -> dict[str, str]:
         "REDIS_URL": redis_url,
         "LOG_LEVEL": "WARNING",
     }
+
+
+@contextmanager
+def running_worker(database_url: str, redis_url: str, log_path: Path) -> Iterator[None]:
+    """``celery worker -B`` as ``healthapp run`` starts it, passes every second, logging to
+    ``log_path``; it must still run when the block ends, and is stopped then."""
+    env = {**command_env(database_url, redis_url), "SYNC_INTERVAL_SECONDS": "1"}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            worker_with_beat_command("WARNING"),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield
+        assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
+    finally:
+        stop(process, group=True, timeout=20)
 
 
 def seed_patients(engine: Engine, *, users: int, checkups_per_user: int, prefix: str) -> None:

@@ -10,9 +10,7 @@ killed with SIGKILL and started again on the copy.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +20,11 @@ from sqlalchemy import Engine
 from healthapp.domain.report_keys import SYNC_STATS_KEY
 from healthapp.domain.roles import Role
 from healthapp.extensions import make_redis
-from healthapp.supervisor import worker_with_beat_command
 from healthapp.sync.verify import verify
 from tests.factories import ApiClient, checkup_session
-from tests.faults.conftest import command_env, healthapp_command, outbox_size
+from tests.faults.conftest import healthapp_command, outbox_size, running_worker
 from tests.faults.servers import OwnedRedis, wait_until
 from tests.faults.test_worker_redis_restart import CONVERGENCE_SECONDS, converged
-from tests.processes import stop
 
 pytestmark = pytest.mark.slow
 
@@ -41,25 +37,6 @@ def persistent_redis(tmp_path: Path) -> Iterator[OwnedRedis]:
     server = OwnedRedis(tmp_path / "redis", appendonly=True)
     yield server
     server.close()
-
-
-@contextmanager
-def worker(database_url: str, redis_url: str, log_path: Path) -> Iterator[None]:
-    """``celery worker -B`` as ``healthapp run`` starts it, passes every second."""
-    env = {**command_env(database_url, redis_url), "SYNC_INTERVAL_SECONDS": "1"}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            worker_with_beat_command("WARNING"),
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield
-        assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
-    finally:
-        stop(process, group=True, timeout=20)
 
 
 def upload(api: ApiClient, operator: Any, patients: list[Any], machine: Any, minute: int) -> None:
@@ -112,7 +89,7 @@ def test_the_worker_rebuilds_what_redis_lost_after_the_outbox_was_cleared(
         assert outbox_size(fault_engine) == 0  # nothing in PostgreSQL asks for them again
 
         log_path = tmp_path / "worker.log"
-        with worker(fault_database, redis_url, log_path):
+        with running_worker(fault_database, redis_url, log_path):
             wait_until(
                 lambda: converged(fault_database, redis_url),
                 timeout=CONVERGENCE_SECONDS,

@@ -4,7 +4,6 @@ scheduled passes rebuild the reports and carry the changes made meanwhile (SPEC 
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,11 +12,9 @@ from sqlalchemy import Engine
 
 from healthapp.database import make_engine
 from healthapp.extensions import make_redis
-from healthapp.supervisor import worker_with_beat_command
 from healthapp.sync.verify import verify
-from tests.faults.conftest import command_env, healthapp_command, outbox_size, seed_patients
+from tests.faults.conftest import healthapp_command, outbox_size, running_worker, seed_patients
 from tests.faults.servers import OwnedRedis, wait_until
-from tests.processes import stop
 
 pytestmark = pytest.mark.slow
 
@@ -30,20 +27,8 @@ CONVERGENCE_SECONDS = 45
 def worker(fault_database: str, owned_redis: OwnedRedis, tmp_path: Path) -> Iterator[Path]:
     """``celery worker -B`` on the test's stores, passes every second; its log's path."""
     log_path = tmp_path / "worker.log"
-    env = {**command_env(fault_database, owned_redis.url), "SYNC_INTERVAL_SECONDS": "1"}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            worker_with_beat_command("WARNING"),
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    with running_worker(fault_database, owned_redis.url, log_path):
         yield log_path
-        assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
-    finally:
-        stop(process, group=True, timeout=20)
 
 
 def converged(database_url: str, redis_url: str) -> bool:
