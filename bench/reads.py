@@ -69,7 +69,7 @@ def create_baseline_app() -> Any:
     )
     # Tokens checked as the Reports API checks them: the public keys, revocations in Redis.
     revocations = (
-        Revocations(bootstrap.redis_client(settings), retention_seconds=3600)
+        Revocations.for_settings(bootstrap.redis_client(settings), settings)
         if settings.REDIS_URL
         else None
     )

@@ -63,10 +63,7 @@ def register_tokens(app: APIFlask, settings: Base) -> None:
         refresh_lifetime=settings.JWT_REFRESH_TOKEN_EXPIRES,
     )
     revocations = (
-        Revocations(
-            bootstrap.redis_client(settings),
-            retention_seconds=int(settings.JWT_REFRESH_TOKEN_EXPIRES.total_seconds()),
-        )
+        Revocations.for_settings(bootstrap.redis_client(settings), settings)
         if settings.REDIS_URL
         else None
     )

@@ -181,9 +181,7 @@ def mfa_reset(username: str) -> None:
         from healthapp.mfa import service
 
         engine, client = _stores(stack, settings)
-        revocations = Revocations(
-            client, retention_seconds=int(settings.JWT_REFRESH_TOKEN_EXPIRES.total_seconds())
-        )
+        revocations = Revocations.for_settings(client, settings)
         with bootstrap.session_factory(engine)() as session:
             user = accounts.get_by_username(session=session, username=username.lower())
             if user is None:

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
@@ -40,18 +41,26 @@ def _sample(text: str, name: str, labels: str = "") -> float:
     return float(match.group(1))
 
 
-@pytest.mark.slow
-def test_counts_add_up_across_gunicorn_workers(database_url: str, tmp_path: Path):
-    folder = tmp_path / "metrics"
-    requests = 120
-    with running_gunicorn(
+def _two_workers(
+    database_url: str, tmp_path: Path, folder: Path, **metrics: str
+) -> AbstractContextManager[str]:
+    """The Core API under gunicorn with two one-thread workers sharing their figures in
+    ``folder``, its metrics served as ``metrics`` say (a token or a bind)."""
+    return running_gunicorn(
         database_url,
         tmp_path / "gunicorn.log",
         WEB_CONCURRENCY="2",
         GUNICORN_THREADS="1",
         PROMETHEUS_MULTIPROC_DIR=str(folder),
-        METRICS_TOKEN=TOKEN,
-    ) as base:
+        **metrics,
+    )
+
+
+@pytest.mark.slow
+def test_counts_add_up_across_gunicorn_workers(database_url: str, tmp_path: Path):
+    folder = tmp_path / "metrics"
+    requests = 120
+    with _two_workers(database_url, tmp_path, folder, METRICS_TOKEN=TOKEN) as base:
 
         def ping(_n: int) -> int:
             return httpx.get(f"{base}/healthz", headers={"Connection": "close"}).status_code
@@ -86,14 +95,7 @@ def test_a_metrics_bind_serves_every_workers_figures_there_and_none_on_the_api(
     folder = tmp_path / "metrics"
     metrics_bind = _metrics_bind()
     requests = 60
-    with running_gunicorn(
-        database_url,
-        tmp_path / "gunicorn.log",
-        WEB_CONCURRENCY="2",
-        GUNICORN_THREADS="1",
-        PROMETHEUS_MULTIPROC_DIR=str(folder),
-        METRICS_BIND=metrics_bind,
-    ) as base:
+    with _two_workers(database_url, tmp_path, folder, METRICS_BIND=metrics_bind) as base:
         for _ in range(requests):
             assert httpx.get(f"{base}/healthz", headers={"Connection": "close"}).is_success
         _assert_refused(httpx.get(f"{base}/metrics"), 404)

@@ -24,6 +24,7 @@ from typing import Any
 import redis
 
 from healthapp.auth.tokens import TokenClaims
+from healthapp.config import Base
 
 _CUTOFF = "b"
 
@@ -63,6 +64,13 @@ class Revocations:
     def __init__(self, client: redis.Redis, *, retention_seconds: int) -> None:
         self.redis = client
         self.retention_seconds = retention_seconds + 60
+
+    @classmethod
+    def for_settings(cls, client: redis.Redis, settings: Base) -> Revocations:
+        """Revocations kept as long as the longest token of ``settings`` lives."""
+        return cls(
+            client, retention_seconds=int(settings.JWT_REFRESH_TOKEN_EXPIRES.total_seconds())
+        )
 
     def is_revoked(self, claims: TokenClaims) -> bool:
         """Whether ``claims``' token was revoked; raises the client's error when Redis

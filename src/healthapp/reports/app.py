@@ -36,9 +36,7 @@ def create_app(
         app,
         verifying_keys(settings),
         # No fallback: a token whose revocation cannot be checked gets the 503, never a 200.
-        revocations=Revocations(
-            redis_client, retention_seconds=int(settings.JWT_REFRESH_TOKEN_EXPIRES.total_seconds())
-        ),
+        revocations=Revocations.for_settings(redis_client, settings),
     )
     register_blueprints(app)
     register_report_problems(app)
