@@ -20,16 +20,22 @@ import httpx
 MAX_CONTENT_LENGTH = 4 * 1024 * 1024
 
 
-def free_port(first: int = 18040, last: int = 18099) -> int:
-    """A TCP port on 127.0.0.1 in ``first``-``last`` that nothing listens on now."""
-    for port in range(first, last + 1):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+def free_port(first: int = 18040, last: int = 18099, *, count: int = 1) -> int:
+    """A TCP port on 127.0.0.1 in ``first``-``last`` that nothing listens on now, and with
+    ``count`` the ``count - 1`` ports after it too (a stack's two APIs side by side)."""
+    for port in range(first, last + 2 - count):
+        if all(_is_free(port + offset) for offset in range(count)):
             return port
-    raise RuntimeError(f"no free port in {first}-{last}")
+    raise RuntimeError(f"no {count} free ports in a row in {first}-{last}")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def wait_until_answering(url: str, process: subprocess.Popen, deadline: float) -> None:

@@ -27,7 +27,7 @@ def test_procfile_processes_carry_an_upload_to_the_reports_api(
     api, database_url: str, tmp_path: Path
 ):
     redis_server = start_redis(tmp_path / "redis")
-    core_port = free_port()
+    core_port = free_port(count=2)  # and the Reports API on the next one
     reports_port = core_port + 1
     bin_dir = str(Path(sys.executable).parent)
     env_file = tmp_path / "empty.env"

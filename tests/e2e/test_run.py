@@ -28,7 +28,7 @@ def _requests_counted(metrics: str, route: str) -> float:
 
 def test_run_starts_the_stack_and_sums_metrics_over_workers(api, database_url, tmp_path: Path):
     redis_server = start_redis(tmp_path / "redis")
-    core_port = free_port()
+    core_port = free_port(count=2)  # and the Reports API on the next one
     reports_port = core_port + 1
     core_metrics = free_port(18140, 18199)
     reports_metrics = core_metrics + 1

@@ -61,7 +61,7 @@ def bearer(token: str) -> dict[str, str]:
 def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     folder = tmp_path_factory.mktemp("trusted-sessions")
     redis_server = start_redis(folder / "redis")
-    core_port = free_port()
+    core_port = free_port(count=2)  # and the Reports API on the next one
     env = {
         **os.environ,
         "HEALTHAPP_ENV": "development",
